@@ -1,0 +1,97 @@
+"""aiokafka plumbing shared by every process: topics, producers, consumers, dead letters."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from proto import events_pb2
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def ensure_topics(bootstrap: str, topics: dict[str, int], retries: int = 30) -> None:
+    """Create the topics (name -> partitions) that do not exist yet; idempotent."""
+    for attempt in range(retries):
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [NewTopic(n, p, 1) for n, p in topics.items() if n not in existing]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass
+            return
+        except KafkaError as exc:
+            if attempt == retries - 1:
+                raise
+            log.warning("creating topics failed (%s), retrying", exc)
+            await asyncio.sleep(1.0)
+        finally:
+            await admin.close()
+
+
+def make_producer(bootstrap: str, **kw) -> AIOKafkaProducer:
+    """An idempotent producer that waits for the broker's acknowledgement."""
+    opts = dict(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                linger_ms=1, request_timeout_ms=15_000, retry_backoff_ms=200)
+    opts.update(kw)
+    return AIOKafkaProducer(**opts)
+
+
+def make_consumer(bootstrap: str, *topics: str, group_id: str | None, **kw) -> AIOKafkaConsumer:
+    """A consumer with manual commits: callers commit after their work is durable."""
+    opts = dict(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
+                auto_offset_reset="earliest", session_timeout_ms=10_000,
+                heartbeat_interval_ms=1_000, max_poll_interval_ms=300_000,
+                retry_backoff_ms=200, metadata_max_age_ms=5_000)
+    opts.update(kw)
+    return AIOKafkaConsumer(*topics, **opts)
+
+
+class GroupMembership(ConsumerRebalanceListener):
+    """Tells when this consumer has joined its group and holds an assignment (maybe empty).
+
+    A process should not call itself ready before that: a request published in the gap is
+    only read after the join, which on a loaded machine can eat a caller's whole deadline.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.joined = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        log.info("%s: assigned %s", self.name, sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+        self.joined.set()
+
+    async def wait(self, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self.joined.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            raise RuntimeError(f"{self.name}: no group assignment within {timeout_s:.0f} s") from None
+
+
+def dead_letter(*, source_topic: str, reason: str, payload: bytes | None, component: str,
+                partition: int = -1, offset: int = -1, decision_id: str = "") -> events_pb2.DeadLetter:
+    return events_pb2.DeadLetter(
+        source_topic=source_topic, partition=partition, offset=offset, reason=reason,
+        payload=payload or b"", decision_id=decision_id, ts_ms=now_ms(), component=component)
+
+
+async def send_dead_letter(producer: AIOKafkaProducer, topic: str, letter: events_pb2.DeadLetter) -> None:
+    log.warning("dead letter from %s: %s", letter.source_topic, letter.reason)
+    key = letter.decision_id.encode() if letter.decision_id else None
+    await producer.send_and_wait(topic, letter.SerializeToString(), key=key)

@@ -1,0 +1,116 @@
+"""Typed configuration for every process, read from environment variables (prefix BR_).
+
+One place for all settings: each process builds the one it needs in main(), tests
+build them directly with keyword arguments.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .experts import ExpertCatalog
+
+
+def _env(prefix: str = "BR_") -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, extra="ignore")
+
+
+class InfraSettings(BaseSettings):
+    """Where Kafka and Redis are, and the names of the shared topics."""
+
+    model_config = _env()
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    topic_prefix: str = ""
+    topic_partitions: int = Field(default=4, ge=1)
+    experts_file: Path | None = None        # TOML; see common/experts.py
+
+    def load_catalog(self) -> ExpertCatalog:
+        if self.experts_file is None:
+            raise SystemExit("BR_EXPERTS_FILE is not set: point it at the expert catalog (TOML)")
+        return ExpertCatalog.from_file(self.experts_file)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def decisions_topic(self) -> str:
+        return self.topic("router.decisions")
+
+    @property
+    def results_topic(self) -> str:
+        return self.topic("router.results")
+
+    @property
+    def ratings_topic(self) -> str:
+        return self.topic("feedback.ratings")
+
+    @property
+    def rewards_topic(self) -> str:
+        return self.topic("router.rewards")
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.topic("dead.letters")
+
+    def expert_topic(self, expert: str) -> str:
+        return self.topic(f"experts.{expert}.requests")
+
+    def reply_topic(self, router_id: str) -> str:
+        return self.topic(f"router.replies.{router_id}")
+
+    @property
+    def redis_prefix(self) -> str:
+        return f"br:{self.topic_prefix}"
+
+
+class RouterSettings(InfraSettings):
+    model_config = _env()
+    host: str = "127.0.0.1"
+    port: int = 50051                        # 0 = pick a free port (tests)
+    router_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    embedding_model: str = ""                # sentence-transformers name or path; "" = bundled MiniLM
+    embedding_device: str = ""               # "" = cuda when available, else cpu
+    embed_batch_size: int = Field(default=32, ge=1)
+    embed_max_wait_ms: float = Field(default=2.0, ge=0)
+    policy: str = "linucb"
+    policy_params: dict = Field(default_factory=dict)
+    default_cost_weight: float = Field(default=0.0, ge=0)
+    default_timeout_ms: int = Field(default=10_000, ge=1)
+    expert_timeout_share: float = Field(default=0.6, gt=0, le=1)  # of the deadline, before falling back
+    fallback_expert: str = ""                # "" = the premium expert
+    max_query_chars: int = Field(default=32_768, ge=1)
+    budget_per_query: float | None = Field(default=None, gt=0)   # mean cost cap, kept by pacing
+    budget_step: float = Field(default=0.05, gt=0)
+    snapshot_poll_s: float = Field(default=1.0, gt=0)
+    seed: int | None = None
+    metrics_port: int = 0                    # 0 = no Prometheus endpoint
+
+
+class WorkerSettings(InfraSettings):
+    model_config = _env()
+    experts: str = "all"                     # comma-separated names, or "all"
+    worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    batch_max: int = Field(default=64, ge=1)
+    join_timeout_s: float = Field(default=120.0, gt=0)      # READY only once each pool holds its assignment
+
+
+class FeedbackSettings(InfraSettings):
+    model_config = _env()
+    app_id: str = "bandit-router-feedback"
+    decision_ttl_s: float = Field(default=86_400.0, gt=0)   # ratings after this are dead-lettered
+    unknown_grace_s: float = Field(default=30.0, ge=0)      # wait this long for a late decision
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+    failure_quality: float = 0.0                            # quality of a failed/timed-out expert
+    policy: str = "linucb"
+    policy_params: dict = Field(default_factory=dict)
+    embedding_dim: int = Field(default=384, ge=1)           # must match the routers' model
+    learner_batch: int = Field(default=256, ge=1)
+    learner_flush_s: float = Field(default=0.25, gt=0)
+    seen_ttl_s: int = Field(default=7 * 86_400, ge=1)       # learner's dedupe window
+    web_port: int = 0                                       # faust web server; 0 = disabled

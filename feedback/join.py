@@ -1,0 +1,140 @@
+"""The decision/result/rating join as pure functions over a JoinState (no I/O).
+
+A reward is emitted once per decision, when the decision and its rating are known and,
+for ROUTE decisions, the chosen expert's result too; a failed or timed-out expert gets
+`failure_quality` without waiting for a rating. Feedback that cannot be joined (unknown
+id after a grace period, expired decision, second rating) is dead-lettered with a reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.codec import BadEvent, require_finite, require_uuid
+from proto import events_pb2
+
+DECISION, RESULT, RATING, SWEEP = "decision", "result", "rating", "sweep"
+
+
+@dataclass
+class Outcome:
+    state: events_pb2.JoinState | None            # None = delete the key
+    rewards: list[events_pb2.RewardEvent] = field(default_factory=list)
+    dead: list[tuple[str, bytes]] = field(default_factory=list)   # (reason, payload)
+    duplicate: bool = False
+
+
+def validate(kind: str, ev) -> str:
+    """Check an event's fields; returns its decision_id or raises BadEvent."""
+    did = require_uuid(ev.decision_id)
+    if kind == RATING:
+        require_finite(ev.quality, "quality", 0.0, 1.0)
+        if ev.HasField("cost"):
+            require_finite(ev.cost, "cost", 0.0)
+        if not ev.rating_id:
+            raise BadEvent("rating without rating_id")
+    elif kind == RESULT:
+        require_finite(ev.cost, "cost", 0.0)
+    elif kind == DECISION:
+        if not ev.chosen_expert or not ev.context:
+            raise BadEvent("decision without chosen_expert or context")
+        require_finite(ev.cost_weight, "cost_weight", 0.0)
+    return did
+
+
+def event_id(kind: str, ev) -> str:
+    if kind == RATING:
+        return "r:" + ev.rating_id
+    if kind == RESULT:
+        return f"x:{ev.attempt}"
+    return "d"
+
+
+@dataclass(frozen=True)
+class JoinRules:
+    ttl_ms: int
+    grace_ms: int
+    failure_quality: float
+
+
+def apply(state: events_pb2.JoinState | None, kind: str, ev, now: int, rules: JoinRules) -> Outcome:
+    st = state if state is not None else events_pb2.JoinState(first_seen_ms=now)
+    if kind == SWEEP:
+        return _sweep(st, now, rules) if state is not None else Outcome(None)
+    eid = event_id(kind, ev)
+    if eid in st.seen_event_ids:
+        return Outcome(st, duplicate=True)
+    if st.expired:
+        dead = [("expired decision_id: rating arrived after the decision's TTL", ev.SerializeToString())]
+        return Outcome(st, dead=dead if kind == RATING else [])
+    if kind == RATING and st.rewarded and st.HasField("result") and not st.result.ok:
+        st.seen_event_ids.append(eid)   # rates the fallback's answer; the chosen expert failed
+        return Outcome(st)
+    if kind == RATING and (st.HasField("rating") or st.rewarded):
+        return Outcome(st, dead=[("decision already rated; only the first rating counts",
+                                  ev.SerializeToString())])
+    st.seen_event_ids.append(eid)
+    if kind == DECISION:
+        st.decision.CopyFrom(ev)
+    elif kind == RESULT:
+        if ev.attempt != 0:          # fallback answers are served, not learned from
+            return Outcome(st)
+        st.result.CopyFrom(ev)
+    else:
+        st.rating.CopyFrom(ev)
+    return _maybe_reward(st, now, rules)
+
+
+def _maybe_reward(st: events_pb2.JoinState, now: int, rules: JoinRules) -> Outcome:
+    if st.rewarded or not st.HasField("decision"):
+        return Outcome(st)
+    d = st.decision
+    failed = st.HasField("result") and not st.result.ok
+    if failed:
+        quality = rules.failure_quality
+    elif st.HasField("rating") and (st.HasField("result") or d.mode == events_pb2.DECISION_MODE_DECIDE):
+        quality = st.rating.quality
+    else:
+        return Outcome(st)
+    if st.HasField("result"):
+        cost = st.result.cost
+    else:
+        cost = st.rating.cost if st.rating.HasField("cost") else 0.0
+    reward = events_pb2.RewardEvent(
+        reward_id=d.decision_id, decision_id=d.decision_id, expert=d.chosen_expert, context=d.context,
+        quality=quality, cost=cost, cost_weight=d.cost_weight, reward=quality - d.cost_weight * cost,
+        propensity=d.propensity, policy_name=d.policy_name, policy_version=d.policy_version,
+        expert_failed=failed, ts_ms=now)
+    st.rewarded = True
+    del st.decision.context[:]      # the learner has it now; keep the state small
+    return Outcome(st, rewards=[reward])
+
+
+def _sweep(st: events_pb2.JoinState, now: int, rules: JoinRules) -> Outcome:
+    age = now - st.first_seen_ms
+    if not st.HasField("decision"):
+        if age < rules.grace_ms:
+            return Outcome(st)
+        dead = []
+        if st.HasField("rating"):
+            dead.append(("unknown decision_id: no decision arrived within the grace period",
+                         st.rating.SerializeToString()))
+        return Outcome(None, dead=dead)
+    if age >= 2 * rules.ttl_ms:
+        return Outcome(None)                    # the tombstone has done its work
+    if age >= rules.ttl_ms and not st.expired:
+        tomb = events_pb2.JoinState(first_seen_ms=st.first_seen_ms, expired=True,
+                                    seen_event_ids=st.seen_event_ids, rewarded=st.rewarded)
+        tomb.decision.decision_id = st.decision.decision_id
+        return Outcome(tomb)
+    return Outcome(st)
+
+
+def due_at(st: events_pb2.JoinState, rules: JoinRules) -> int:
+    """When the state next needs a sweep: the grace for a lone rating, the TTL, then 2 x TTL."""
+    if not st.HasField("decision"):
+        return st.first_seen_ms + rules.grace_ms
+    return st.first_seen_ms + (2 * rules.ttl_ms if st.expired else rules.ttl_ms)
+
+
+def needs_sweep(st: events_pb2.JoinState, now: int, rules: JoinRules) -> bool:
+    return now >= due_at(st, rules)

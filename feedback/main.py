@@ -1,0 +1,32 @@
+"""`bandit-feedback`: run the join and learner agents (a faust worker) until SIGINT/SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+
+import faust
+
+from common.kafka import ensure_topics
+from common.logs import setup_logging
+from common.settings import FeedbackSettings
+
+from .app import build_app
+
+
+def main() -> None:
+    setup_logging()
+    s = FeedbackSettings()
+    # Source topics must exist with the partition count the table is co-partitioned with.
+    asyncio.run(ensure_topics(s.kafka_bootstrap, {t: s.topic_partitions for t in (
+        s.decisions_topic, s.results_topic, s.ratings_topic, s.rewards_topic, s.dead_letter_topic,
+        s.topic("feedback.sweeps"))}))
+    app = build_app(s)
+
+    @app.task
+    async def announce() -> None:
+        print(f"READY feedback {s.app_id}", flush=True)
+
+    faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

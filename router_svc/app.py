@@ -1,0 +1,66 @@
+"""Assembles a router replica: Kafka producer, reply listener, live policy, embedder, gRPC."""
+from __future__ import annotations
+
+import logging
+
+from common.redis_client import connect
+from grpc_health.v1 import health_pb2
+
+from common.experts import ExpertCatalog
+from common.kafka import ensure_topics, make_producer
+from common.lifecycle import stop_within
+from common.settings import RouterSettings
+from common.snapshots import SnapshotStore
+
+from .context import context_dim
+from .core import RouterCore
+from .embedder import Embedder
+from .live_policy import LivePolicy
+from .policies import make_policy
+from .replies import ReplyListener
+from .server import SERVICE, start_grpc
+
+log = logging.getLogger(__name__)
+
+
+class RouterApp:
+    def __init__(self, settings: RouterSettings, catalog: ExpertCatalog, embedder: Embedder | None = None):
+        self.s = settings
+        self.catalog = catalog
+        self.embedder = embedder
+        self.port = 0
+
+    async def start(self) -> "RouterApp":
+        s = self.s
+        self.embedder = self.embedder or Embedder(s.embedding_model, s.embedding_device,
+                                                  s.embed_batch_size, s.embed_max_wait_ms)
+        await self.embedder.start()
+        reply_topic = s.reply_topic(s.router_id)
+        topics = {t: s.topic_partitions for t in (s.decisions_topic, s.results_topic, s.ratings_topic)}
+        topics.update({s.expert_topic(e): s.topic_partitions for e in self.catalog.names})
+        topics[reply_topic] = 1
+        await ensure_topics(s.kafka_bootstrap, topics)
+        self.producer = make_producer(s.kafka_bootstrap)
+        await self.producer.start()
+        self.replies = ReplyListener(s.kafka_bootstrap, reply_topic)
+        await self.replies.start()
+        self.redis = connect(s.redis_url)
+        policy = make_policy(s.policy, context_dim(self.embedder.dim), s.policy_params, s.seed)
+        self.live = LivePolicy(policy, SnapshotStore(self.redis, s.redis_prefix, s.policy), s.snapshot_poll_s)
+        await self.live.start()
+        self.core = RouterCore(s, self.catalog, self.embedder, self.live, self.producer, self.replies)
+        self.server, self.port, self.health = await start_grpc(self.core, s.host, s.port)
+        log.info("router %s serving on %s:%d (policy %s v%d)", s.router_id, s.host, self.port,
+                 s.policy, self.live.version)
+        return self
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Graceful: report NOT_SERVING, let in-flight requests finish, then close clients."""
+        for name in ("", SERVICE):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+        await self.live.stop()
+        await stop_within(self.replies.stop(), 15, "reply listener")
+        await stop_within(self.producer.stop(), 15, "router producer")
+        await self.embedder.stop()
+        await stop_within(self.redis.aclose(), 5, "redis client")

@@ -1,0 +1,179 @@
+"""The router's logic, independent of gRPC: decide, dispatch, await, fall back, log.
+
+Route: embed -> context -> policy choice -> decision event + expert request on Kafka ->
+await the expert's result on this replica's reply topic. When the chosen expert fails or
+does not answer within its share of the deadline, the router records the failure as the
+chosen expert's result (so the learner sees it) and asks the fallback expert.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from common.experts import ExpertCatalog
+from common.kafka import now_ms
+from common.settings import RouterSettings
+from proto import events_pb2
+
+from . import metrics
+from .context import FEATURE_VERSION, build_context
+from .embedder import Embedder
+from .errors import DeadlineExceeded, ExpertUnavailable, NotReady
+from .live_policy import LivePolicy
+from .policies import Choice, Score
+from .policies.pacing import BudgetPacer
+from .replies import ReplyListener
+from .validation import check_feedback, check_options, check_query
+
+log = logging.getLogger(__name__)
+_NO_SCORE = Score()
+
+
+@dataclass
+class Decision:
+    event: events_pb2.DecisionEvent
+    choice: Choice
+    eligible: list[str]
+
+
+@dataclass
+class Routed:
+    decision: Decision
+    result: events_pb2.ExpertResult
+
+
+class RouterCore:
+    def __init__(self, settings: RouterSettings, catalog: ExpertCatalog, embedder: Embedder,
+                 live: LivePolicy, producer: AIOKafkaProducer, replies: ReplyListener):
+        self.s = settings
+        self.catalog = catalog
+        self.embedder = embedder
+        self.live = live
+        self.producer = producer
+        self.replies = replies
+        self.pacer = BudgetPacer(settings.budget_per_query, settings.budget_step) \
+            if settings.budget_per_query else None
+        premium = catalog.premium
+        self.fallback = settings.fallback_expert or (premium.name if premium else "")
+        if self.fallback and self.fallback not in catalog:
+            raise ValueError(f"fallback expert {self.fallback!r} is not configured")
+
+    # -- decide -----------------------------------------------------------------
+    async def decide(self, query: str, options, mode: int) -> Decision:
+        check_query(query, self.s.max_query_chars)
+        modality, eligible = check_options(options, self.catalog, len(query))
+        cost_weight = options.cost_weight if options.HasField("cost_weight") else self.s.default_cost_weight
+        if self.pacer:
+            cost_weight = self.pacer.weight(cost_weight)
+        embedding = await self.embedder.embed(query)
+        x = build_context(embedding, query, modality)
+        choice = self.live.policy.select(x, eligible, cost_weight)
+        event = events_pb2.DecisionEvent(
+            decision_id=str(uuid.uuid4()), ts_ms=now_ms(), mode=mode, tenant=options.tenant,
+            modality=modality, context=x.tolist(), chosen_expert=choice.expert,
+            propensity=choice.propensity, probabilities=choice.probabilities,
+            policy_name=self.live.policy.name, policy_version=self.live.version,
+            embedding_model=self.embedder.version, feature_version=FEATURE_VERSION,
+            cost_weight=cost_weight, router_id=self.s.router_id, query_chars=len(query))
+        for name, sc in choice.scores.items():
+            event.scores[name].CopyFrom(events_pb2.ScoreParts(
+                estimated_quality=sc.estimated_quality, estimated_cost=sc.estimated_cost,
+                exploration_bonus=sc.exploration_bonus, score=sc.score))
+        metrics.DECISIONS.labels(choice.expert).inc()
+        return Decision(event, choice, eligible)
+
+    async def log_decision(self, decision: Decision) -> None:
+        await self._send(self.s.decisions_topic, decision.event.decision_id, decision.event)
+        if self.pacer and decision.event.mode == events_pb2.DECISION_MODE_DECIDE:
+            # The caller pays later; pace on what the policy expects the choice to cost.
+            self.pacer.observe(max(decision.choice.scores.get(decision.event.chosen_expert,
+                                                              _NO_SCORE).estimated_cost, 0.0))
+
+    # -- route ------------------------------------------------------------------
+    async def route(self, query: str, options, timeout_s: float) -> Routed:
+        deadline = time.monotonic() + timeout_s
+        decision = await self.decide(query, options, events_pb2.DECISION_MODE_ROUTE)
+        did, chosen = decision.event.decision_id, decision.event.chosen_expert
+        first_wait = (deadline - time.monotonic()) * (self.s.expert_timeout_share if self._has_fallback(decision) else 1.0)
+        result = await self._ask(decision, query, options, chosen, 0, first_wait, log_decision=True)
+        if result is not None and result.ok:
+            return self._served(decision, result)
+        reason = "timeout" if result is None else "error"
+        if result is None:   # nobody answered in time: record that as the chosen expert's result
+            await self._send(self.s.results_topic, did, events_pb2.ExpertResult(
+                request_id=f"{did}:0", decision_id=did, expert=chosen, attempt=0, ok=False,
+                error="no answer before the expert's deadline", ts_ms=now_ms(),
+                producer=f"router:{self.s.router_id}"), deadline - time.monotonic())
+        if not self._has_fallback(decision):
+            raise (DeadlineExceeded if result is None else ExpertUnavailable)(
+                f"expert {chosen!r} failed ({result.error if result else 'timeout'}) and no fallback "
+                f"expert is eligible; decision_id={did}", did)
+        metrics.FALLBACKS.labels(chosen, reason).inc()
+        log.info("decision %s: %s %s, falling back to %s", did, chosen, reason, self.fallback)
+        fb = await self._ask(decision, query, options, self.fallback, 1, deadline - time.monotonic())
+        if fb is None:
+            raise DeadlineExceeded(f"neither {chosen!r} nor fallback {self.fallback!r} answered "
+                                   f"before the deadline; decision_id={did}", did)
+        if not fb.ok:
+            raise ExpertUnavailable(f"{chosen!r} and fallback {self.fallback!r} failed: {fb.error}; "
+                                    f"decision_id={did}", did)
+        return self._served(decision, fb)
+
+    def _served(self, decision: Decision, result: events_pb2.ExpertResult) -> Routed:
+        if self.pacer:
+            self.pacer.observe(result.cost)
+        return Routed(decision, result)
+
+    def _has_fallback(self, decision: Decision) -> bool:
+        return bool(self.fallback) and self.fallback != decision.event.chosen_expert \
+            and self.fallback in decision.eligible
+
+    async def _ask(self, decision: Decision, query: str, options, expert: str, attempt: int,
+                   wait_s: float, log_decision: bool = False) -> events_pb2.ExpertResult | None:
+        """Dispatch to `expert` and wait for its result; None when nothing came within wait_s."""
+        did = decision.event.decision_id
+        wait_s = max(wait_s, 0.001)
+        request = events_pb2.ExpertRequest(
+            request_id=f"{did}:{attempt}", decision_id=did, expert=expert, attempt=attempt,
+            fallback=attempt > 0, query=query, modality=decision.event.modality,
+            metadata=dict(options.metadata), deadline_ms=now_ms() + int(wait_s * 1000),
+            reply_topic=self.s.reply_topic(self.s.router_id))
+        fut = self.replies.expect(did, attempt)
+        try:
+            sends = [self._send(self.s.expert_topic(expert), did, request, wait_s)]
+            if log_decision:
+                sends.append(self._send(self.s.decisions_topic, did, decision.event, wait_s))
+            await asyncio.gather(*sends)
+            return await asyncio.wait_for(fut, timeout=wait_s)
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            self.replies.forget(did, attempt)
+
+    async def _send(self, topic: str, key: str, message, timeout_s: float = 10.0) -> None:
+        """Write one event and wait for the broker's ack, but never past timeout_s."""
+        try:
+            await asyncio.wait_for(self.producer.send_and_wait(topic, message.SerializeToString(),
+                                                               key=key.encode()), timeout=max(timeout_s, 0.001))
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            raise NotReady(f"event log unavailable ({type(exc).__name__} writing {topic}); try again",
+                           key) from exc
+
+    # -- feedback ---------------------------------------------------------------
+    async def feedback(self, decision_id: str, quality: float, source: str, cost: float | None) -> str:
+        decision_id = check_feedback(decision_id, quality, cost)
+        rating = events_pb2.Rating(rating_id=str(uuid.uuid4()), decision_id=decision_id,
+                                   quality=quality, source=source or "user", ts_ms=now_ms())
+        if cost is not None:
+            rating.cost = cost
+        await self._send(self.s.ratings_topic, decision_id, rating)
+        return rating.rating_id
+
+    def expert_updates(self) -> dict[str, int]:
+        return dict(self.live.policy.counts)

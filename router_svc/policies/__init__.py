@@ -1,0 +1,5 @@
+"""Routing policies. Importing this package registers every built-in policy."""
+from . import baselines, linear, neural, vw  # noqa: F401  (registration side effect)
+from .base import POLICIES, Choice, Policy, PolicyParams, Score, make_policy, register
+
+__all__ = ["POLICIES", "Choice", "Policy", "PolicyParams", "Score", "make_policy", "register"]

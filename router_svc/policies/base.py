@@ -1,0 +1,200 @@
+"""The one interface every routing policy implements, and the registry that names them.
+
+The same policy objects run in the router (select), the learner (update, parts) and the
+replay simulator. A policy is built from a frozen, validated hyperparameter dataclass
+(`Params`) and holds only numbers; randomness comes from a seeded numpy Generator.
+
+Snapshots are split into named parts so that learner shards can publish the arms they
+own: disjoint-arm policies keep one part per expert plus the shared "__meta__" part.
+"""
+from __future__ import annotations
+
+import io
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, fields
+from typing import ClassVar, NamedTuple, Sequence
+
+import numpy as np
+
+META = "__meta__"
+
+
+class Score(NamedTuple):
+    """Why an expert scored what it did (a tuple: built for every expert on every request)."""
+
+    estimated_quality: float = 0.0
+    estimated_cost: float = 0.0
+    exploration_bonus: float = 0.0
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    expert: str
+    propensity: float                 # p(expert | x) under the policy's own randomisation
+    probabilities: dict[str, float]   # p(a | x) for every eligible expert, sums to 1
+    scores: dict[str, Score] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    """Base of every policy's hyperparameters; subclasses add fields and checks."""
+
+    # Fields that say where the policy runs, not what it learned (e.g. a torch device):
+    # a snapshot taken under other values of these still loads.
+    RUNTIME: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        pass
+
+    def require_unit(self, *names: str) -> None:
+        """Raise when a named field (a probability, e.g. epsilon) is outside [0, 1]."""
+        for name in names:
+            value = getattr(self, name)
+            if not (0.0 <= value <= 1.0):
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> "PolicyParams":
+        raw = dict(raw or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{cls.__qualname__}: unknown hyperparameters {unknown}; known: {sorted(known)}")
+        return cls(**raw)
+
+
+class Policy(ABC):
+    name: ClassVar[str]
+    Params: ClassVar[type[PolicyParams]] = PolicyParams
+
+    def __init__(self, dim: int, params: PolicyParams | dict | None = None, seed: int | None = None):
+        if dim < 1:
+            raise ValueError(f"context dimension must be >= 1, got {dim}")
+        self.dim = dim
+        self.params = params if isinstance(params, PolicyParams) else self.Params.from_dict(params)
+        self.rng = np.random.default_rng(seed)
+        self.counts: dict[str, int] = {}   # updates learned per expert
+
+    # -- routing -----------------------------------------------------------------
+    def select(self, context: np.ndarray, eligible: Sequence[str], cost_weight: float = 0.0) -> Choice:
+        if not eligible:
+            raise ValueError("no eligible experts")
+        context = self._check_context(context)
+        return self._select(context, list(eligible), float(cost_weight))
+
+    @abstractmethod
+    def _select(self, context: np.ndarray, eligible: list[str], cost_weight: float) -> Choice: ...
+
+    # -- learning ----------------------------------------------------------------
+    def update(self, expert: str, context: np.ndarray, quality: float, cost: float = 0.0) -> None:
+        self._update(expert, self._check_context(context), float(quality), float(cost))
+        self.counts[expert] = self.counts.get(expert, 0) + 1
+
+    @abstractmethod
+    def _update(self, expert: str, context: np.ndarray, quality: float, cost: float) -> None: ...
+
+    # -- snapshots ---------------------------------------------------------------
+    def part_of(self, expert: str) -> str:
+        """The snapshot part an update to `expert` changes (disjoint arms: the expert)."""
+        return expert
+
+    def parts(self, experts: Sequence[str] | None = None) -> dict[str, bytes]:
+        """Serialized state: the meta part plus the parts of `experts` (all when None)."""
+        names = self.known_experts() if experts is None else experts
+        out = {META: json.dumps({"policy": self.name, "dim": self.dim, "params": asdict(self.params)}).encode()}
+        for e in names:
+            out[self.part_of(e)] = _pack({**self._arm_state(e), "_updates": np.array(self.counts.get(e, 0))})
+        return out
+
+    def load_parts(self, parts: dict[str, bytes]) -> None:
+        """Load serialized parts; the meta part is checked first, before any arm changes."""
+        if META in parts:
+            meta = json.loads(parts[META])
+            mine = json.loads(json.dumps(asdict(self.params)))
+            theirs = dict(meta["params"])
+            for key in self.params.RUNTIME:
+                mine.pop(key, None)
+                theirs.pop(key, None)
+            if meta["policy"] != self.name or meta["dim"] != self.dim or theirs != mine:
+                raise ValueError(f"snapshot is {meta['policy']} at dim {meta['dim']} with {meta['params']}; "
+                                 f"this policy is {self.name} at dim {self.dim} with {mine}: "
+                                 "routers and learners must run the same policy settings")
+        for name, blob in parts.items():
+            if name != META:
+                state = _unpack(blob)
+                self.counts[name] = int(state.pop("_updates", 0))
+                self._load_arm(name, state)
+
+    def snapshot(self) -> bytes:
+        return _pack({k: np.frombuffer(v, dtype=np.uint8) for k, v in self.parts().items()})
+
+    def restore(self, blob: bytes) -> None:
+        self.load_parts({k: v.tobytes() for k, v in _unpack(blob).items()})
+
+    @abstractmethod
+    def known_experts(self) -> list[str]: ...
+
+    @abstractmethod
+    def _arm_state(self, expert: str) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def _load_arm(self, expert: str, state: dict[str, np.ndarray]) -> None: ...
+
+    # -- helpers -----------------------------------------------------------------
+    def _check_context(self, context: np.ndarray) -> np.ndarray:
+        x = np.asarray(context, dtype=np.float64).reshape(-1)
+        if x.shape[0] != self.dim:
+            raise ValueError(f"context has {x.shape[0]} features, policy expects {self.dim}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("context has non-finite values")
+        return x
+
+    def _epsilon_probabilities(self, eligible: list[str], best: str, epsilon: float) -> dict[str, float]:
+        """epsilon-greedy mixing: every eligible expert keeps at least epsilon/K."""
+        k = len(eligible)
+        return {e: epsilon / k + (1.0 - epsilon) * (e == best) for e in eligible}
+
+    def _draw(self, probabilities: dict[str, float]) -> str:
+        names = list(probabilities)
+        cdf = np.cumsum(np.fromiter(probabilities.values(), dtype=np.float64))
+        i = int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right"))
+        return names[min(i, len(names) - 1)]
+
+    def _argmax(self, eligible: list[str], values: np.ndarray) -> str:
+        """Argmax with ties broken at random (so untried experts are not ordered by name)."""
+        best = np.flatnonzero(values >= values.max() - 1e-12)
+        return eligible[int(best[0] if len(best) == 1 else self.rng.choice(best))]
+
+
+def _pack(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _unpack(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+POLICIES: dict[str, type[Policy]] = {}
+
+
+def register(cls: type[Policy]) -> type[Policy]:
+    if cls.name in POLICIES:
+        raise ValueError(f"policy {cls.name!r} registered twice")
+    POLICIES[cls.name] = cls
+    return cls
+
+
+def make_policy(name: str, dim: int, params: dict | None = None, seed: int | None = None) -> Policy:
+    try:
+        cls = POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r}; registered: {sorted(POLICIES)}") from None
+    return cls(dim, params, seed)

@@ -1,0 +1,76 @@
+"""Checks on what callers send, before anything is embedded, logged or dispatched."""
+from __future__ import annotations
+
+import math
+import re
+import uuid
+
+from common.experts import ExpertCatalog
+
+from .context import MODALITIES
+from .errors import InvalidRequest
+
+META_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+MAX_META_ENTRIES = 32
+MAX_META_VALUE = 4096
+MAX_TENANT = 128
+
+
+def check_query(query: str, max_chars: int) -> None:
+    if not query or not query.strip():
+        raise InvalidRequest("query is empty")
+    if len(query) > max_chars:
+        raise InvalidRequest(f"query has {len(query)} characters, the limit is {max_chars}")
+
+
+def check_options(options, catalog: ExpertCatalog, query_chars: int = 0) -> tuple[str, list[str]]:
+    """Returns (modality, eligible experts) or raises InvalidRequest naming the bad field."""
+    modality = options.modality or "text"
+    if modality not in MODALITIES:
+        raise InvalidRequest(f"options.modality {modality!r} is not one of {list(MODALITIES)}")
+    if len(options.tenant) > MAX_TENANT or not options.tenant.isprintable():
+        raise InvalidRequest(f"options.tenant must be printable and at most {MAX_TENANT} characters")
+    if options.HasField("cost_weight") and not (math.isfinite(options.cost_weight) and options.cost_weight >= 0):
+        raise InvalidRequest(f"options.cost_weight must be a finite number >= 0, got {options.cost_weight}")
+    unknown = [e for e in options.allowed_experts if e not in catalog]
+    if unknown:
+        raise InvalidRequest(f"unknown expert(s) {unknown}; configured: {catalog.names}")
+    check_metadata(options.metadata)
+    eligible = catalog.eligible(modality, list(options.allowed_experts))
+    if not eligible:
+        raise InvalidRequest(f"no configured expert accepts modality {modality!r}"
+                             + (f" among {list(options.allowed_experts)}" if options.allowed_experts else ""))
+    for field in ("max_cost", "max_latency_s"):
+        if options.HasField(field) and not (math.isfinite(getattr(options, field)) and getattr(options, field) >= 0):
+            raise InvalidRequest(f"options.{field} must be a finite number >= 0, got {getattr(options, field)}")
+    if options.HasField("max_cost"):
+        eligible = [e for e in eligible if catalog[e].expected_cost(query_chars) <= options.max_cost]
+    if options.HasField("max_latency_s"):
+        eligible = [e for e in eligible if catalog[e].expected_latency_s is None
+                    or catalog[e].expected_latency_s <= options.max_latency_s]
+    if not eligible:
+        raise InvalidRequest("no eligible expert meets options.max_cost / options.max_latency_s for this query")
+    return modality, eligible
+
+
+def check_metadata(metadata) -> None:
+    if len(metadata) > MAX_META_ENTRIES:
+        raise InvalidRequest(f"options.metadata has {len(metadata)} entries, the limit is {MAX_META_ENTRIES}")
+    for key, value in metadata.items():
+        if not META_KEY.match(key):
+            raise InvalidRequest(f"options.metadata key {key[:80]!r} must match {META_KEY.pattern}")
+        if len(value) > MAX_META_VALUE or "\x00" in value:
+            raise InvalidRequest(f"options.metadata[{key!r}] must be at most {MAX_META_VALUE} "
+                                 "characters without NUL bytes")
+
+
+def check_feedback(decision_id: str, quality: float, cost: float | None) -> str:
+    try:
+        decision_id = str(uuid.UUID(decision_id))
+    except ValueError:
+        raise InvalidRequest(f"decision_id {decision_id[:80]!r} is not a UUID") from None
+    if not (math.isfinite(quality) and 0.0 <= quality <= 1.0):
+        raise InvalidRequest(f"quality must be in [0, 1], got {quality}")
+    if cost is not None and not (math.isfinite(cost) and cost >= 0):
+        raise InvalidRequest(f"cost must be a finite number >= 0, got {cost}")
+    return decision_id

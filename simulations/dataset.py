@@ -1,0 +1,120 @@
+"""Routing data sets: per query, every expert's quality, cost and latency.
+
+Format (../shared/data/README.md): `<name>.jsonl`, one query a line, and `<name>.meta.json`
+beside it naming the experts, the premium expert and the cost unit. Bad rows raise a
+DatasetError naming the line, unless `skip_bad=True`, which skips and counts them.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    quality: float
+    cost: float
+    latency_s: float | None
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    prompt: str
+    task: str
+    split: str | None
+    modality: str
+    outcomes: dict[str, Outcome]
+
+
+@dataclass
+class RoutingDataset:
+    name: str
+    premium: str
+    cost_unit: str
+    experts: list[str]
+    rows: list[Row]
+    skipped: dict[str, int] = field(default_factory=dict)   # reason -> count
+
+    def __post_init__(self) -> None:
+        self._by_id = {r.id: r for r in self.rows}
+        self._by_prompt = {r.prompt: r for r in self.rows}
+
+    @classmethod
+    def load(cls, path: str | Path, skip_bad: bool = False, limit: int | None = None) -> "RoutingDataset":
+        path = Path(path)
+        meta_path = path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
+        if not meta_path.exists():
+            raise DatasetError(f"{path}: meta file {meta_path.name} is missing beside it")
+        meta = json.loads(meta_path.read_text())
+        experts = list(meta.get("experts") or {})
+        if not experts:
+            raise DatasetError(f"{meta_path}: no experts listed")
+        premium = meta.get("premium", "")
+        if premium not in experts:
+            raise DatasetError(f"{meta_path}: premium expert {premium!r} is not among {experts}")
+        rows, skipped = [], {}
+        with path.open() as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(_parse_row(line, experts))
+                except DatasetError as exc:
+                    if not skip_bad:
+                        raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
+                    reason = str(exc).split(":")[0]
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                if limit and len(rows) >= limit:
+                    break
+        return cls(meta.get("name", path.stem), premium, meta.get("cost_unit", ""), experts, rows, skipped)
+
+    def find(self, item_id: str | None, prompt: str) -> Row | None:
+        return self._by_id.get(item_id) if item_id else self._by_prompt.get(prompt)
+
+    def outcome_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """quality[n, k] and cost[n, k], experts in `self.experts` order."""
+        q = np.array([[r.outcomes[e].quality for e in self.experts] for r in self.rows])
+        c = np.array([[r.outcomes[e].cost for e in self.experts] for r in self.rows])
+        return q, c
+
+    def split(self, name: str) -> list[Row]:
+        return [r for r in self.rows if r.split == name]
+
+
+def _parse_row(line: str, experts: list[str]) -> Row:
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"invalid JSON: {exc}") from None
+    for key in ("id", "prompt", "outcomes"):
+        if key not in raw:
+            raise DatasetError(f"missing field: {key!r}")
+    if not isinstance(raw["prompt"], str) or not raw["prompt"]:
+        raise DatasetError(f"empty prompt: row {raw['id']!r}")
+    outcomes = {}
+    for name in experts:
+        o = raw["outcomes"].get(name)
+        if o is None:
+            raise DatasetError(f"missing expert: row {raw['id']!r} has no outcome for {name!r}")
+        q, c, lat = o.get("quality"), o.get("cost"), o.get("latency_s")
+        for label, v in (("quality", q), ("cost", c)):
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise DatasetError(f"bad {label}: row {raw['id']!r} expert {name!r} has {label} {v!r}")
+        if not 0.0 <= q <= 1.0 or c < 0:
+            raise DatasetError(f"out of range: row {raw['id']!r} expert {name!r} quality {q} cost {c}")
+        outcomes[name] = Outcome(float(q), float(c), float(lat) if isinstance(lat, (int, float)) else None)
+    unknown = set(raw["outcomes"]) - set(experts)
+    if unknown:
+        raise DatasetError(f"unknown expert: row {raw['id']!r} has outcomes for {sorted(unknown)} "
+                           "not in the meta file")
+    return Row(str(raw["id"]), raw["prompt"], raw.get("task", ""), raw.get("split"),
+               raw.get("modality", "text") or "text", outcomes)

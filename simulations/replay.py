@@ -1,0 +1,267 @@
+"""`python -m simulations.replay`: replay a routing data set through the router's policies.
+
+Bandit replay: each policy sees only the outcome of the expert it chose, through the
+same objects the router uses (router_svc.policies), with rewards delivered `--delay`
+queries late as they are through Kafka. Every learned policy is swept over a grid of
+cost weights for the cost-quality frontier; baselines (each single expert, random,
+oracle) are computed beside it. Writes DIR/report.json, DIR/report.md and plots.
+
+Costs are divided by the premium expert's mean cost inside the replay, so a cost weight
+of 0.1 means "the premium expert's average cost is worth 0.1 quality" on any data set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from router_svc.policies import POLICIES, make_policy
+
+from . import metrics, supervised
+from .dataset import RoutingDataset
+from .embeddings import contexts
+
+DEFAULT_POLICIES = "linucb,lints,vw,epsilon_greedy"
+SWEEP = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0)
+POLICY_PARAMS = {"linucb": {"alpha": 0.3, "epsilon": 0.02, "project_to": 64},
+                 "lints": {"v": 0.2, "epsilon": 0.02, "project_to": 64},
+                 "neural_linear": {"epsilon": 0.02, "train_every": 512}}
+
+
+@dataclass
+class Run:
+    quality: float
+    cost: float                     # mean, in the data set's unit
+    premium_share: float
+    regret: float                   # cumulative: oracle reward - obtained reward, at this weight
+    traffic: dict[str, float]
+    regret_curve: list[float] = field(default_factory=list)
+    quality_curve: list[float] = field(default_factory=list)   # running mean quality over the stream
+    cost_curve: list[float] = field(default_factory=list)      # running mean cost over the stream
+
+
+@dataclass
+class Stream:
+    """One seed's replay: rows in arrival order, with drift applied. Costs are divided by
+    the premium expert's mean cost (`scale` converts back to the data set's unit)."""
+    experts: list[str]
+    premium: int
+    order: np.ndarray
+    x: np.ndarray                   # (n, d) contexts
+    quality: np.ndarray             # (n, K)
+    cost: np.ndarray                # (n, K)
+    scale: float
+
+    def summarize(self, picks: np.ndarray, weight: float, curve_points: int = 50) -> Run:
+        n = np.arange(len(picks))
+        q, c = self.quality[n, picks], self.cost[n, picks]
+        best = (self.quality - weight * self.cost).max(axis=1)
+        regret = np.cumsum(best - (q - weight * c))
+        counts = Counter(picks.tolist())
+        idx = np.linspace(0, len(picks) - 1, curve_points).astype(int)
+        running = np.arange(1, len(picks) + 1)
+        return Run(float(q.mean()), float(c.mean() * self.scale), counts[self.premium] / len(picks),
+                   float(regret[-1]), {self.experts[k]: v / len(picks) for k, v in counts.items()},
+                   regret[idx].round(4).tolist(), (np.cumsum(q) / running)[idx].round(5).tolist(),
+                   (np.cumsum(c) * self.scale / running)[idx].tolist())
+
+
+def parse_drift(spec: str, experts: list[str]) -> tuple[int, float, float]:
+    """"EXPERT:DELTA@FRACTION": from that fraction of the stream on, the expert's quality moves by DELTA."""
+    try:
+        name, rest = spec.rsplit(":", 1)
+        delta, frac = rest.split("@")
+        delta, frac = float(delta), float(frac)
+    except ValueError:
+        raise SystemExit(f"--drift {spec!r}: expected EXPERT:DELTA@FRACTION, e.g. gpt-4o:-0.3@0.5") from None
+    if name not in experts or not 0.0 <= frac <= 1.0:
+        raise SystemExit(f"--drift {spec!r}: expert must be one of {experts}, fraction in [0, 1]")
+    return experts.index(name), delta, frac
+
+
+def streams(ds: RoutingDataset, x: np.ndarray, seeds: int, drift: list[tuple[int, float, float]]) -> list[Stream]:
+    q, c = ds.outcome_arrays()
+    premium = ds.experts.index(ds.premium)
+    scale = float(c[:, premium].mean()) or 1.0
+    out = []
+    for s in range(seeds):
+        order = np.random.default_rng(s).permutation(len(ds.rows))
+        qs = q[order].copy()
+        for k, delta, frac in drift:
+            qs[int(frac * len(order)):, k] = np.clip(qs[int(frac * len(order)):, k] + delta, 0.0, 1.0)
+        out.append(Stream(ds.experts, premium, order, x[order], qs, c[order] / scale, scale))
+    return out
+
+
+def policy_params(name: str, weight: float) -> dict:
+    """The replay's hyperparameters for a policy; one that fixes its cost weight at build time
+    (VW) gets the sweep's weight, since it ignores the per-request one."""
+    params = dict(POLICY_PARAMS.get(name, {}))
+    if "cost_weight" in {f.name for f in fields(POLICIES[name].Params)}:
+        params["cost_weight"] = weight
+    return params
+
+
+def bandit_picks(name: str, st: Stream, weight: float, seed: int, delay: int) -> np.ndarray:
+    policy = make_policy(name, st.x.shape[1], policy_params(name, weight), seed=seed)
+    pending: deque = deque()
+    picks = np.empty(len(st.order), dtype=int)
+    for t in range(len(st.order)):
+        k = st.experts.index(policy.select(st.x[t], st.experts, weight).expert)
+        picks[t] = k
+        pending.append(t)
+        if len(pending) > delay:            # the reward of the query `delay` places back arrives now
+            tt = pending.popleft()
+            kk = picks[tt]
+            policy.update(st.experts[kk], st.x[tt], st.quality[tt, kk], st.cost[tt, kk])
+    return picks
+
+
+class Baselines:
+    """Picks of every baseline on a stream: single experts, random, oracle, and the
+    supervised kNN and threshold routers trained on the train split."""
+
+    def __init__(self, ds: RoutingDataset, emb: np.ndarray, ref: Stream):
+        q, c = ds.outcome_arrays()
+        c = c / ref.scale
+        train = supervised.train_mask([r.split for r in ds.rows])
+        self.q_hat, self.c_hat = supervised.knn_estimates(supervised.neighbours(emb, train), q, c)
+        # The weak model: the best expert that is cheaper than the premium one on average.
+        others = [k for k in range(len(ds.experts)) if k != ref.premium]
+        cheap = [k for k in others if c[:, k].mean() < c[:, ref.premium].mean()] or others
+        self.weak = max(cheap, key=lambda k: q[train, k].mean())
+        self.premium = ref.premium
+        self.thresholds = (-0.2, -0.1, 0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+        self.train, self.q, self.c = train, q, c
+        self.names = [*(f"always:{e}" for e in ds.experts), "random", "oracle", "knn", "threshold"]
+
+    def threshold_for(self, weight: float) -> float:
+        """The threshold that earns most on the training rows at this cost weight."""
+        def earn(t):
+            p = supervised.threshold_picks(self.q_hat[self.train], self.premium, self.weak, t)
+            n = np.arange(len(p))
+            return (self.q[self.train][n, p] - weight * self.c[self.train][n, p]).mean()
+        return max(self.thresholds, key=earn)
+
+    def picks(self, name: str, st: Stream, weight: float, seed: int, knob=None) -> np.ndarray:
+        n, k = st.quality.shape
+        if name.startswith("always:"):
+            return np.full(n, st.experts.index(name.removeprefix("always:")))
+        if name == "random":
+            return np.random.default_rng(seed).integers(0, k, n)
+        if name == "oracle":
+            return (st.quality - weight * st.cost).argmax(axis=1)
+        if name == "knn":
+            return supervised.knn_picks(self.q_hat[st.order], self.c_hat[st.order], weight)
+        t = self.threshold_for(weight) if knob is None else knob
+        return supervised.threshold_picks(self.q_hat[st.order], self.premium, self.weak, t)
+
+
+def aggregate(runs: list[Run]) -> dict:
+    def ms(vals):
+        return {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
+    traffic = Counter()
+    for r in runs:
+        traffic.update(r.traffic)
+    return {"quality": ms([r.quality for r in runs]), "cost": ms([r.cost for r in runs]),
+            "premium_share": ms([r.premium_share for r in runs]), "regret": ms([r.regret for r in runs]),
+            "traffic": {e: v / len(runs) for e, v in traffic.most_common()},
+            **{f"{k}_curve": np.mean([getattr(r, f"{k}_curve") for r in runs], axis=0).tolist()
+               for k in ("regret", "quality", "cost")}}
+
+
+def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[str], seeds: int,
+             weight: float, delay: int, drift=(), sweep: tuple[float, ...] = SWEEP, log=print) -> dict:
+    runs_of = streams(ds, x, seeds, list(drift))
+    base = Baselines(ds, emb, runs_of[0])
+    premium_q = float(np.mean([st.quality[:, st.premium].mean() for st in runs_of]))
+    premium_c = float(runs_of[0].cost[:, runs_of[0].premium].mean() * runs_of[0].scale)
+    grid = sorted(set(sweep) | {weight})
+    results: dict[str, dict] = {}
+    for name in [*base.names, *policies]:
+        t0 = time.monotonic()
+        if name in policies:
+            points = {w: (w, lambda st, s, w=w: bandit_picks(name, st, w, s, delay)) for w in grid}
+        elif name in ("oracle", "knn"):
+            points = {w: (w, lambda st, s, w=w: base.picks(name, st, w, s)) for w in grid}
+        elif name == "threshold":   # its frontier is swept over thresholds; the main point is tuned on train
+            points = {("t", t): (weight, lambda st, s, t=t: base.picks(name, st, weight, s, knob=t))
+                      for t in base.thresholds}
+            points[weight] = (weight, lambda st, s: base.picks(name, st, weight, s))
+        else:
+            points = {weight: (weight, lambda st, s: base.picks(name, st, weight, s))}
+        per_point = {key: aggregate([st.summarize(pick(st, s), w) for s, st in enumerate(runs_of)])
+                     for key, (w, pick) in points.items()}
+        main = per_point[weight]
+        frontier = [{"cost_weight": key if not isinstance(key, tuple) else None,
+                     "threshold": key[1] if isinstance(key, tuple) else None,
+                     "quality": a["quality"]["mean"], "cost": a["cost"]["mean"],
+                     "premium_share": a["premium_share"]["mean"]} for key, a in per_point.items()]
+        results[name] = {
+            "quality": main["quality"]["mean"], "cost": main["cost"]["mean"],
+            "premium_share": main["premium_share"]["mean"], "regret": main["regret"]["mean"],
+            "spread": {k: main[k]["std"] for k in ("quality", "cost", "premium_share", "regret")},
+            "aiq": None, "premium_share_at_parity": metrics.premium_share_at_parity(frontier, premium_q),
+            "quality_at_premium_share_0.33": metrics.quality_at_premium_share(frontier, 0.33),
+            "seeds": seeds, "traffic": main["traffic"], "regret_curve": main["regret_curve"],
+            "quality_curve": main["quality_curve"], "cost_curve": main["cost_curve"], "frontier": frontier}
+        log(f"{name:<42} quality {results[name]['quality']:.3f}  cost {results[name]['cost']:.4g}  "
+            f"premium {results[name]['premium_share']:.0%}  ({time.monotonic() - t0:.1f}s)")
+    costs = [p["cost"] for r in results.values() for p in r["frontier"]]
+    for r in results.values():
+        r["aiq"] = metrics.aiq([(p["cost"], p["quality"]) for p in r["frontier"]], min(costs), max(costs))
+    return {"dataset": ds.name, "premium": ds.premium, "cost_unit": ds.cost_unit, "rows": len(ds.rows),
+            "cost_weight": weight, "delay": delay, "seeds": seeds, "drift": list(drift),
+            "always_premium": {"quality": premium_q, "cost": premium_c}, "policies": results}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="routing data set (.jsonl, meta beside it)")
+    p.add_argument("--out", type=Path, required=True, help="folder for report.json, report.md and plots")
+    p.add_argument("--policies", default=DEFAULT_POLICIES, help=f"registered policies (default {DEFAULT_POLICIES})")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--cost-weight", type=float, default=0.1, help="lambda in premium-mean-cost units")
+    p.add_argument("--delay", type=int, default=16, help="rewards arrive this many queries late")
+    p.add_argument("--limit", type=int, help="use only the first N rows")
+    p.add_argument("--drift", action="append", default=[], metavar="EXPERT:DELTA@FRACTION",
+                   help="from FRACTION of the stream on, EXPERT's quality moves by DELTA (repeatable)")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count bad rows instead of stopping")
+    p.add_argument("--embedding-model", default="", help="sentence-transformers name or path")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.seeds < 1:
+        raise SystemExit("--seeds must be >= 1")
+    ds = RoutingDataset.load(args.data, skip_bad=args.skip_bad, limit=args.limit)
+    if ds.skipped:
+        print(f"skipped bad rows: {ds.skipped}")
+    policies = [p for p in args.policies.split(",") if p]
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise SystemExit(f"unknown policies {unknown}; registered: {sorted(POLICIES)}")
+    t0 = time.monotonic()
+    x, emb, model = contexts(ds, args.embedding_model)
+    drift = [parse_drift(d, ds.experts) for d in args.drift]
+    print(f"{ds.name}: {len(ds.rows)} queries, {len(ds.experts)} experts; contexts from {model} "
+          f"({time.monotonic() - t0:.1f}s)")
+    report = evaluate(ds, x, emb, policies, args.seeds, args.cost_weight, args.delay, drift)
+    report["wall_s"] = round(time.monotonic() - t0, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    from .report import write_markdown, write_plots
+
+    write_markdown(report, args.out / "report.md")
+    write_plots(report, args.out)
+    print((args.out / "report.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""`bandit-demo`: the whole loop on a routing data set, as a backend team would run it.
+
+Starts Kafka, Redis, the feedback app, one worker process (a replay expert per model of
+the data set) and a router; then sends the data set's queries over gRPC and streams each
+answer's quality back as a rating, printing progress, a summary against always-premium,
+and a plot.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import shutil
+import time
+from pathlib import Path
+
+import grpc
+
+from common.logs import setup_logging
+from proto import router_pb2, router_pb2_grpc
+from simulations.dataset import RoutingDataset
+
+from .experts_file import replay_catalog
+from .local import LocalStack, ServiceProcess
+from .report import DemoLog, plot, summary
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "llmrouter_9models.jsonl"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="routing data set (.jsonl, meta beside it)")
+    p.add_argument("--queries", type=int, default=2000, help="queries to send (sampled without replacement)")
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    p.add_argument("--cost-weight", type=float, default=0.1,
+                   help="lambda, in units of the premium expert's mean cost: 0.1 means the premium's "
+                        "mean cost is worth 0.1 quality")
+    p.add_argument("--alpha", type=float, default=0.5, help="LinUCB exploration width")
+    p.add_argument("--out", type=Path, default=Path("demo-out"), help="folder for the plot, summary and logs")
+    p.add_argument("--seed", type=int, default=7)
+    return p.parse_args(argv)
+
+
+async def drive(args, rows, dataset: RoutingDataset, port: int, cost_weight: float) -> DemoLog:
+    record = DemoLog(dataset)
+    sem = asyncio.Semaphore(args.concurrency)
+    started = time.monotonic()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = router_pb2_grpc.RouterStub(channel)
+
+        async def one(row) -> None:
+            async with sem:
+                opts = router_pb2.RouteOptions(metadata={"item_id": row.id}, cost_weight=cost_weight)
+                try:
+                    resp = await stub.Route(router_pb2.RouteRequest(query=row.prompt, options=opts), timeout=30)
+                except grpc.aio.AioRpcError as exc:
+                    record.error(exc.code().name)
+                    return
+                quality = row.outcomes[resp.expert].quality
+                await stub.Feedback(router_pb2.FeedbackRequest(
+                    decision_id=resp.decision_id, quality=quality, source="benchmark"), timeout=10)
+                record.add(row, resp, quality)
+                if record.n % max(1, len(rows) // 20) == 0:
+                    print(record.progress(len(rows), time.monotonic() - started), flush=True)
+
+        await asyncio.gather(*(one(r) for r in rows))
+    return record
+
+
+def main(argv=None) -> None:
+    setup_logging()
+    logging.getLogger("stack").setLevel(logging.INFO)
+    args = parse_args(argv)
+    dataset = RoutingDataset.load(args.data)
+    rows = random.Random(args.seed).sample(dataset.rows, min(args.queries, len(dataset.rows)))
+    premium_cost = sum(r.outcomes[dataset.premium].cost for r in dataset.rows) / len(dataset.rows)
+    cost_weight = args.cost_weight / premium_cost if premium_cost > 0 else 0.0
+    args.out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(args.out / "stack", ignore_errors=True)   # every demo starts from an empty stack
+    print(f"data set {dataset.name}: {len(dataset.rows)} queries, {len(dataset.experts)} experts, "
+          f"premium {dataset.premium}; sending {len(rows)}; lambda {cost_weight:.4g}/{dataset.cost_unit}", flush=True)
+    t0 = time.monotonic()
+    with LocalStack(args.out / "stack") as stack:
+        print(f"stack up: Kafka {stack.kafka_bootstrap}, Redis {stack.redis_url} "
+              f"({time.monotonic() - t0:.1f}s)", flush=True)
+        catalog = replay_catalog(args.out.resolve() / "experts.toml", args.data.resolve(), dataset)
+        env = stack.env(BR_EXPERTS_FILE=catalog, BR_DEFAULT_COST_WEIGHT=cost_weight, BR_PORT=0,
+                        BR_POLICY_PARAMS=json.dumps({"alpha": args.alpha, "epsilon": 0.05, "project_to": 64}),
+                        BR_SEED=args.seed)
+        logs = args.out / "logs"
+        procs = [ServiceProcess("feedback.main", env, logs / "feedback.log"),
+                 ServiceProcess("workers.main", env, logs / "worker.log"),
+                 ServiceProcess("router_svc.main", env, logs / "router.log")]
+        try:
+            for p in procs:
+                p.spawn()
+            for p in procs:
+                p.wait_ready()
+            print(f"services up ({time.monotonic() - t0:.1f}s); routing...", flush=True)
+            record = asyncio.run(drive(args, rows, dataset, int(procs[-1].field("port")), cost_weight))
+        finally:
+            for p in reversed(procs):
+                p.stop()
+    result = summary(record, time.monotonic() - t0)
+    (args.out / "summary.json").write_text(json.dumps(result, indent=2))
+    plot(record, args.out / "demo.png")
+    print(record.table(result))
+    print(f"plot: {args.out / 'demo.png'}  summary: {args.out / 'summary.json'}")
+
+
+if __name__ == "__main__":
+    main()

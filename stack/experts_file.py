@@ -1,0 +1,32 @@
+"""Writing an expert catalog (TOML) for a routing data set: one replay expert per model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from simulations.dataset import RoutingDataset
+
+
+def _toml_value(v) -> str:
+    return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
+
+def write_catalog(path: Path, experts: dict[str, dict]) -> Path:
+    """experts: name -> fields of ExpertConfig (options as a nested dict)."""
+    lines = []
+    for name, spec in experts.items():
+        lines.append(f"[experts.{json.dumps(name)}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in spec.items() if k != "options"]
+        if spec.get("options"):
+            lines.append(f"[experts.{json.dumps(name)}.options]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in spec["options"].items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def replay_catalog(path: Path, data: Path, dataset: RoutingDataset, **options) -> Path:
+    return write_catalog(path, {
+        name: {"backend": "replay", "premium": name == dataset.premium, "max_concurrency": 32,
+               "options": {"data": str(data), **options}}
+        for name in dataset.experts})

@@ -1,0 +1,52 @@
+"""Test helpers that talk to the real broker."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from common.kafka import make_consumer
+
+
+async def read_topic(bootstrap: str, topic: str, until: Callable[[list], bool], timeout: float = 30.0,
+                     decode: Callable | None = None) -> list:
+    """Read a topic from the beginning until `until(messages)` holds; returns what was read."""
+    consumer = make_consumer(bootstrap, topic, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    seen: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not until(seen):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: condition not met within {timeout}s; read {len(seen)} messages")
+            batches = await consumer.getmany(timeout_ms=300)
+            for recs in batches.values():
+                seen += [decode(r.value) if decode else r for r in recs]
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def eventually(check: Callable, timeout: float = 30.0, interval: float = 0.2):
+    """Await `check()` (sync or async) until it returns a truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+async def bounded(step, seconds: float, what: str):
+    """Await a teardown step; when it overruns, print every task's stack, then fail loudly."""
+    try:
+        return await asyncio.wait_for(step, seconds)
+    except asyncio.TimeoutError:
+        for task in asyncio.all_tasks():
+            print(f"--- task {task.get_name()}")
+            task.print_stack(limit=12)
+        raise AssertionError(f"{what} did not finish within {seconds}s (task stacks above)") from None

@@ -1,0 +1,84 @@
+"""The `openai` backend against a stand-in OpenAI-compatible server (a paid API's stand-in),
+driven through a real worker pool and the real broker."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from aiohttp import web
+
+from common.codec import decode
+from common.experts import ExpertCatalog
+from common.kafka import ensure_topics, make_producer, now_ms
+from common.settings import WorkerSettings
+from proto import events_pb2
+from stack.experts_file import write_catalog
+from tests.helpers import read_topic
+from workers.main import WorkerApp
+
+
+@pytest.fixture
+async def chat_server():
+    seen = []
+
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append(body)
+        text = body["messages"][-1]["content"]
+        if "explode" in text:
+            return web.json_response({"error": {"message": "model overloaded"}}, status=400)
+        return web.json_response({
+            "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": f"echo: {text}"}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}/v1", seen
+    await runner.cleanup()
+
+
+async def test_openai_backend_answers_prices_and_reports_errors(stack, prefix, chat_server, tmp_path):
+    base_url, seen = chat_server
+    catalog = ExpertCatalog.from_file(write_catalog(tmp_path / "experts.toml", {"llm": {
+        "backend": "openai", "price_per_call": 0.5, "price_per_input_token": 0.01, "price_per_output_token": 0.1,
+        "options": {"base_url": base_url, "model": "stand-in-7b", "max_retries": 0, "system_prompt": "Be brief."}}}))
+    settings = WorkerSettings(kafka_bootstrap=stack.kafka_bootstrap, redis_url=stack.redis_url, topic_prefix=prefix)
+    await ensure_topics(stack.kafka_bootstrap, {settings.reply_topic("test"): 1})
+    workers = await WorkerApp(settings, catalog).start()
+    producer = make_producer(stack.kafka_bootstrap)
+    await producer.start()
+    ids = [str(uuid.uuid4()), str(uuid.uuid4())]
+    for did, query in zip(ids, ["hello there", "please explode"]):
+        req = events_pb2.ExpertRequest(request_id=f"{did}:0", decision_id=did, expert="llm", query=query,
+                                       deadline_ms=now_ms() + 30_000, reply_topic=settings.reply_topic("test"))
+        await producer.send_and_wait(settings.expert_topic("llm"), req.SerializeToString(), key=did.encode())
+    await producer.stop()
+    try:
+        replies = await read_topic(stack.kafka_bootstrap, settings.reply_topic("test"), lambda ms: len(ms) >= 2,
+                                   decode=lambda v: decode(v, events_pb2.ExpertResult))
+    finally:
+        await workers.stop()
+    by_id = {r.decision_id: r for r in replies}
+    ok, bad = by_id[ids[0]], by_id[ids[1]]
+    assert ok.ok and ok.answer == "echo: hello there" and (ok.input_tokens, ok.output_tokens) == (100, 20)
+    assert ok.cost == pytest.approx(0.5 + 100 * 0.01 + 20 * 0.1) and ok.latency_s > 0
+    assert not bad.ok and "model overloaded" in bad.error
+    assert seen[0]["model"] == "stand-in-7b" and seen[0]["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_openai_backend_config_errors_name_the_option(tmp_path):
+    from workers.backends import make_backend
+
+    catalog = ExpertCatalog.from_file(write_catalog(tmp_path / "e.toml", {"llm": {
+        "backend": "openai", "options": {"model": "m"}}, "odd": {"backend": "carrier-pigeon"}}))
+    with pytest.raises(ValueError, match="openai backend needs options.base_url"):
+        make_backend(catalog["llm"])
+    with pytest.raises(ValueError, match="unknown backend 'carrier-pigeon'"):
+        make_backend(catalog["odd"])

@@ -1,0 +1,69 @@
+"""The replay command's report: the stable interface other tools read."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from simulations import replay
+
+REQUIRED = {"quality", "cost", "premium_share", "aiq", "regret", "premium_share_at_parity",
+            "quality_at_premium_share_0.33", "seeds"}
+
+
+def test_replay_writes_the_documented_report(two_kind_data, tmp_path):
+    replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--policies", "linucb,epsilon_greedy",
+                 "--seeds", "2", "--delay", "4"])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["dataset"] == "twokind" and report["premium"] == "mathbot"
+    assert set(report["always_premium"]) >= {"quality", "cost"}
+    pol = report["policies"]
+    assert {"linucb", "epsilon_greedy", "random", "oracle", "always:mathbot", "always:triviabot", "knn",
+            "threshold"} <= set(pol)
+    for name, r in pol.items():
+        assert REQUIRED <= set(r), name
+        assert r["seeds"] == 2
+    assert pol["oracle"]["quality"] == pytest.approx(1.0)
+    assert pol["always:mathbot"]["premium_share"] == 1.0 and pol["always:mathbot"]["quality"] == pytest.approx(0.55)
+    # The contextual policy learns the split; the context-free one cannot; the supervised
+    # routers, which saw every expert's outcome on the train split, know it outright.
+    assert pol["linucb"]["quality"] > 0.9 > pol["epsilon_greedy"]["quality"]
+    assert pol["knn"]["quality"] > 0.95 and pol["threshold"]["quality"] > 0.95
+    assert pol["linucb"]["premium_share_at_parity"] is not None and pol["linucb"]["premium_share_at_parity"] < 0.7
+    curve = pol["linucb"]["quality_curve"]
+    assert len(curve) == 50 and curve[-1] == pytest.approx(pol["linucb"]["quality"]) and curve[-1] > curve[0]
+    for png in ("frontier.png", "regret.png", "traffic.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+    assert "| linucb |" in (tmp_path / "report.md").read_text()
+
+
+def test_replay_rejects_bad_rows_unless_asked_to_skip(tmp_path, two_kind_data, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(two_kind_data.read_text() + '{"id": "x", "prompt": "p", "outcomes": {"mathbot": '
+                   '{"quality": 1, "cost": NaN}, "triviabot": {"quality": 1, "cost": 1}}}\n')
+    (tmp_path / "bad.meta.json").write_text(two_kind_data.with_name("twokind.meta.json").read_text())
+    with pytest.raises(Exception, match="line 601: bad cost: row 'x'"):
+        replay.main(["--data", str(bad), "--out", str(tmp_path / "o"), "--seeds", "1", "--policies", "linucb"])
+    replay.main(["--data", str(bad), "--out", str(tmp_path / "o"), "--seeds", "1", "--policies", "linucb",
+                 "--skip-bad"])
+    assert "skipped bad rows: {'bad cost': 1}" in capsys.readouterr().out
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["rows"] == 600
+
+
+def test_drift_changes_outcomes_from_its_point_on(two_kind_data, tmp_path):
+    """mathbot stops being right on math half way: every policy and baseline sees it."""
+    replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--policies", "linucb", "--seeds", "1",
+                 "--drift", "mathbot:-0.9@0.5"])
+    report = json.loads((tmp_path / "report.json").read_text())
+    pol = report["policies"]
+    assert report["drift"] == [[0, -0.9, 0.5]]
+    # first half: 1.0 on math, 0.1 on trivia (0.55); second half: 0.1 and 0.0 (0.05)
+    assert pol["always:mathbot"]["quality"] == pytest.approx(0.30, abs=0.03)
+    assert pol["oracle"]["quality"] < 1.0   # after the drift no expert is right on math
+
+
+def test_bad_drift_spec_is_named(two_kind_data, tmp_path):
+    with pytest.raises(SystemExit, match="expected EXPERT:DELTA@FRACTION"):
+        replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--drift", "mathbot-0.3"])
+    with pytest.raises(SystemExit, match="expert must be one of"):
+        replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--drift", "gpt9:-0.3@0.5"])

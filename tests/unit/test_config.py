@@ -1,0 +1,44 @@
+"""Configuration: the catalogs we ship load, settings come from the environment, bad config is named."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from common.experts import ExpertCatalog
+from common.settings import FeedbackSettings, RouterSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_compose_files_parse():
+    catalog = ExpertCatalog.from_file(ROOT / "compose" / "experts.toml")
+    assert catalog.premium.name == "llama-3.1-nemotron-51b-instruct"
+    compose = yaml.safe_load((ROOT / "compose" / "docker-compose.yml").read_text())
+    assert {"kafka", "redis", "router", "worker", "feedback"} <= set(compose["services"])
+
+
+def test_settings_come_from_environment(monkeypatch):
+    monkeypatch.setenv("BR_POLICY_PARAMS", '{"alpha": 0.2, "project_to": 64}')
+    monkeypatch.setenv("BR_TOPIC_PREFIX", "staging.")
+    monkeypatch.setenv("BR_DECISION_TTL_S", "60")
+    r, f = RouterSettings(), FeedbackSettings()
+    assert r.policy_params == {"alpha": 0.2, "project_to": 64} and r.decisions_topic == "staging.router.decisions"
+    assert f.decision_ttl_s == 60 and f.expert_topic("x") == "staging.experts.x.requests"
+    monkeypatch.setenv("BR_DEFAULT_COST_WEIGHT", "-1")
+    with pytest.raises(ValidationError, match="default_cost_weight"):
+        RouterSettings()
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('[experts."bad name"]\nbackend = "replay"', "must match"),
+    ('[experts.a]\nbackend = "replay"\nprice_per_call = -1', "greater than or equal to 0"),
+    ("title = 'no experts'", "expected one or more"),
+])
+def test_bad_catalogs_are_named(tmp_path, toml, message):
+    path = tmp_path / "e.toml"
+    path.write_text(toml)
+    with pytest.raises(ValueError, match=message):
+        ExpertCatalog.from_file(path)

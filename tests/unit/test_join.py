@@ -1,0 +1,114 @@
+"""The decision/result/rating join: one reward per decision, reasons for what cannot join."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from common.codec import BadEvent
+from feedback import join
+from proto import events_pb2
+
+RULES = join.JoinRules(ttl_ms=10_000, grace_ms=1_000, failure_quality=0.0)
+
+
+def decision(did, mode=events_pb2.DECISION_MODE_ROUTE):
+    return events_pb2.DecisionEvent(decision_id=did, chosen_expert="a", context=[0.5, 1.0], propensity=0.9,
+                                    cost_weight=2.0, mode=mode, policy_name="linucb", policy_version=3)
+
+
+def result(did, ok=True, attempt=0, cost=0.1):
+    return events_pb2.ExpertResult(decision_id=did, expert="a", ok=ok, attempt=attempt, cost=cost)
+
+
+def rating(did, q=0.8, rid=None, cost=None):
+    r = events_pb2.Rating(decision_id=did, quality=q, rating_id=rid or str(uuid.uuid4()))
+    if cost is not None:
+        r.cost = cost
+    return r
+
+
+def feed(events, now=0):
+    state, rewards, dead = None, [], []
+    for kind, ev in events:
+        out = join.apply(state, kind, ev, now, RULES)
+        state = out.state
+        rewards += out.rewards
+        dead += [r for r, _ in out.dead]
+    return state, rewards, dead
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0), (2, 0, 1)])
+def test_one_reward_in_any_order(order):
+    did = str(uuid.uuid4())
+    evs = [(join.DECISION, decision(did)), (join.RESULT, result(did)), (join.RATING, rating(did))]
+    state, rewards, dead = feed([evs[i] for i in order])
+    assert len(rewards) == 1 and not dead
+    r = rewards[0]
+    assert (r.expert, r.quality, r.cost, r.reward) == ("a", 0.8, 0.1, pytest.approx(0.8 - 2.0 * 0.1))
+    assert list(r.context) == [0.5, 1.0] and r.propensity == pytest.approx(0.9)
+    assert state.rewarded and not state.decision.context   # context dropped once learned
+
+
+def test_duplicates_change_nothing():
+    did = str(uuid.uuid4())
+    rt = rating(did)
+    evs = [(join.DECISION, decision(did)), (join.RATING, rt), (join.RATING, rt), (join.RESULT, result(did)),
+           (join.RESULT, result(did)), (join.DECISION, decision(did))]
+    _, rewards, dead = feed(evs)
+    assert len(rewards) == 1 and not dead
+
+
+def test_second_distinct_rating_is_dead_lettered():
+    did = str(uuid.uuid4())
+    _, rewards, dead = feed([(join.DECISION, decision(did)), (join.RESULT, result(did)),
+                             (join.RATING, rating(did)), (join.RATING, rating(did, 0.1))])
+    assert len(rewards) == 1 and dead == ["decision already rated; only the first rating counts"]
+
+
+def test_failed_expert_is_rewarded_without_waiting_and_fallback_rating_is_accepted():
+    did = str(uuid.uuid4())
+    _, rewards, dead = feed([(join.DECISION, decision(did)), (join.RESULT, result(did, ok=False, cost=0.0)),
+                             (join.RESULT, result(did, attempt=1)), (join.RATING, rating(did))])
+    assert len(rewards) == 1 and rewards[0].expert_failed and rewards[0].quality == 0.0 and not dead
+
+
+def test_decide_mode_takes_cost_from_the_rating():
+    did = str(uuid.uuid4())
+    _, rewards, _ = feed([(join.DECISION, decision(did, events_pb2.DECISION_MODE_DECIDE)),
+                          (join.RATING, rating(did, 1.0, cost=0.25))])
+    assert rewards[0].cost == 0.25 and rewards[0].reward == pytest.approx(1.0 - 2.0 * 0.25)
+
+
+def test_unknown_decision_is_dead_lettered_after_the_grace_period():
+    did = str(uuid.uuid4())
+    state, _, _ = feed([(join.RATING, rating(did))], now=0)
+    assert not join.needs_sweep(state, 500, RULES)
+    assert join.apply(state, join.SWEEP, None, 500, RULES).state is not None
+    assert join.needs_sweep(state, 1_000, RULES)
+    out = join.apply(state, join.SWEEP, None, 1_000, RULES)
+    assert out.state is None and out.dead[0][0].startswith("unknown decision_id")
+
+
+def test_expired_decision_turns_late_ratings_into_dead_letters():
+    did = str(uuid.uuid4())
+    state, _, _ = feed([(join.DECISION, decision(did)), (join.RESULT, result(did))], now=0)
+    assert join.needs_sweep(state, 10_000, RULES)
+    tomb = join.apply(state, join.SWEEP, None, 10_000, RULES).state
+    assert tomb.expired and not tomb.decision.context
+    out = join.apply(tomb, join.RATING, rating(did), 10_001, RULES)
+    assert not out.rewards and out.dead[0][0].startswith("expired decision_id")
+    assert join.apply(tomb, join.SWEEP, None, 20_000, RULES).state is None
+
+
+@pytest.mark.parametrize("kind, ev, message", [
+    (join.RATING, rating("not-a-uuid"), "is not a UUID"),
+    (join.RATING, rating(str(uuid.uuid4()), q=1.5), "quality must be in"),
+    (join.RATING, rating(str(uuid.uuid4()), q=float("nan")), "quality must be finite"),
+    (join.RATING, rating(str(uuid.uuid4()), cost=-1.0), "cost must be in"),
+    (join.RESULT, result(str(uuid.uuid4()), cost=float("inf")), "cost must be finite"),
+    (join.DECISION, events_pb2.DecisionEvent(decision_id=str(uuid.uuid4())), "without chosen_expert"),
+])
+def test_invalid_events_are_rejected_with_a_reason(kind, ev, message):
+    with pytest.raises(BadEvent, match=message):
+        join.validate(kind, ev)

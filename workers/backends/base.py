@@ -1,0 +1,66 @@
+"""Expert backends: what a worker calls to answer a request. One class and one registry line each."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from common.experts import ExpertConfig
+from proto import events_pb2
+
+
+class BackendError(Exception):
+    """The expert could not answer; the message becomes the result's error."""
+
+
+@dataclass
+class Answer:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    cost: float
+
+
+class ExpertBackend(ABC):
+    name: str
+
+    def __init__(self, expert: ExpertConfig):
+        self.expert = expert
+
+    def require(self, *keys: str) -> dict:
+        """The expert's backend options, after checking that `keys` are set."""
+        missing = [k for k in keys if not self.expert.options.get(k)]
+        if missing:
+            raise ValueError(f"expert {self.expert.name!r}: {self.name} backend needs "
+                             + ", ".join(f"options.{k}" for k in missing))
+        return self.expert.options
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    @abstractmethod
+    async def answer(self, request: events_pb2.ExpertRequest) -> Answer: ...
+
+
+BACKENDS: dict[str, type[ExpertBackend]] = {}
+
+
+def register(cls: type[ExpertBackend]) -> type[ExpertBackend]:
+    BACKENDS[cls.name] = cls
+    return cls
+
+
+def make_backend(expert: ExpertConfig) -> ExpertBackend:
+    try:
+        cls = BACKENDS[expert.backend]
+    except KeyError:
+        raise ValueError(f"expert {expert.name!r}: unknown backend {expert.backend!r}; "
+                         f"registered: {sorted(BACKENDS)}") from None
+    return cls(expert)
+
+
+def estimate_tokens(text: str) -> int:
+    """~4 characters a token: the estimate the routing data sets use too."""
+    return max(1, len(text) // 4)

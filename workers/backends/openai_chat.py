@@ -1,0 +1,51 @@
+"""Any OpenAI-compatible chat-completions endpoint: vLLM, Ollama, llama.cpp server, a hosted API.
+
+Options: `base_url`, `model`, `api_key_env` (name of the variable holding the key;
+default OPENAI_API_KEY), `max_tokens`, `temperature`, `timeout_s`, `max_retries`,
+`system_prompt`. Cost is the catalog's price per call and per input/output token,
+applied to the token counts the endpoint reports (estimated when it reports none).
+"""
+from __future__ import annotations
+
+import os
+
+import openai
+
+from proto import events_pb2
+
+from .base import Answer, BackendError, ExpertBackend, estimate_tokens, register
+
+
+@register
+class OpenAIChatBackend(ExpertBackend):
+    name = "openai"
+
+    def __init__(self, expert):
+        super().__init__(expert)
+        o = self.require("base_url", "model")
+        self.model = o["model"]
+        self.max_tokens = int(o.get("max_tokens", 512))
+        self.temperature = float(o.get("temperature", 0.0))
+        self.system_prompt = o.get("system_prompt", "")
+        self.client = openai.AsyncOpenAI(
+            base_url=o["base_url"], api_key=os.environ.get(o.get("api_key_env", "OPENAI_API_KEY"), "none"),
+            timeout=float(o.get("timeout_s", 60.0)), max_retries=int(o.get("max_retries", 2)))
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def answer(self, request: events_pb2.ExpertRequest) -> Answer:
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        messages.append({"role": "user", "content": request.query})
+        try:
+            resp = await self.client.chat.completions.create(
+                model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=self.temperature)
+        except openai.OpenAIError as exc:
+            raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+        if not resp.choices:
+            raise BackendError("endpoint returned no choices")
+        text = resp.choices[0].message.content or ""
+        usage = resp.usage
+        tin = usage.prompt_tokens if usage else estimate_tokens(request.query)
+        tout = usage.completion_tokens if usage else estimate_tokens(text)
+        return Answer(text, tin, tout, self.expert.price(tin, tout))

@@ -1,0 +1,124 @@
+"""A worker pool for one expert: consumer group `<prefix>workers.<expert>` on its request topic.
+
+Requests are answered concurrently up to the expert's max_concurrency; offsets are
+committed once every request of a polled batch has its result written (at-least-once).
+Each result goes to `router.results` (for the feedback join) and to the replica's reply
+topic named in the request. Redelivered requests already answered by this process are
+skipped; requests whose deadline has passed are not sent to the expert (nobody waits),
+and malformed requests are dead-lettered.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import OrderedDict
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from common.codec import BadEvent, decode, require_uuid
+from common.experts import ExpertConfig
+from common.kafka import GroupMembership, dead_letter, make_consumer, now_ms, send_dead_letter
+from common.lifecycle import cancel_task
+from common.settings import WorkerSettings
+from proto import events_pb2
+
+from . import metrics
+from .backends import BackendError, ExpertBackend, make_backend
+
+log = logging.getLogger(__name__)
+
+
+class ExpertPool:
+    def __init__(self, settings: WorkerSettings, expert: ExpertConfig, producer: AIOKafkaProducer,
+                 backend: ExpertBackend | None = None):
+        self.s = settings
+        self.expert = expert
+        self.producer = producer
+        self.backend = backend or make_backend(expert)
+        self.topic = settings.expert_topic(expert.name)
+        group = settings.topic(f"workers.{expert.name}")
+        self.consumer = make_consumer(settings.kafka_bootstrap, group_id=group, max_poll_records=settings.batch_max)
+        self.membership = GroupMembership(group)
+        self.limit = asyncio.Semaphore(expert.max_concurrency)
+        self._answered: OrderedDict[str, None] = OrderedDict()   # recent request ids (dedupe)
+        self._task: asyncio.Task | None = None
+        self.producer_id = f"worker:{socket.gethostname()}:{settings.worker_id}"
+
+    async def start(self) -> None:
+        await self.backend.start()
+        self.consumer.subscribe([self.topic], listener=self.membership)
+        await self.consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"pool-{self.expert.name}")
+        await self.membership.wait(self.s.join_timeout_s)
+
+    async def stop(self) -> None:
+        await cancel_task(self._task)
+        await self.consumer.stop()
+        await self.backend.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=500)
+                records = [r for rs in batches.values() for r in rs]
+                if not records:
+                    continue
+                await asyncio.gather(*(self._handle(r) for r in records))
+                await self.consumer.commit()
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:   # broker restart: uncommitted requests are redelivered
+                log.warning("%s pool: %s; retrying", self.expert.name, exc)
+                await asyncio.sleep(0.5)
+
+    async def _handle(self, record) -> None:
+        try:
+            req = decode(record.value, events_pb2.ExpertRequest)
+            require_uuid(req.decision_id)
+            if req.expert != self.expert.name:
+                raise BadEvent(f"request for expert {req.expert!r} on {self.expert.name!r}'s topic")
+        except BadEvent as exc:
+            metrics.MALFORMED.labels(self.expert.name).inc()
+            await send_dead_letter(self.producer, self.s.dead_letter_topic, dead_letter(
+                source_topic=record.topic, partition=record.partition, offset=record.offset,
+                reason=str(exc), payload=record.value, component=self.producer_id))
+            return
+        if req.request_id in self._answered:
+            metrics.DUPLICATES.labels(self.expert.name).inc()
+            return
+        if req.deadline_ms and now_ms() > req.deadline_ms:
+            metrics.EXPIRED.labels(self.expert.name).inc()   # the router has already timed out
+            return
+        async with self.limit:
+            result = await self._call(req)
+        payload = result.SerializeToString()
+        key = req.decision_id.encode()
+        sends = [self.producer.send_and_wait(self.s.results_topic, payload, key=key)]
+        if req.reply_topic:
+            sends.append(self.producer.send_and_wait(req.reply_topic, payload, key=key))
+        await asyncio.gather(*sends)
+        self._answered[req.request_id] = None
+        if len(self._answered) > 100_000:
+            self._answered.popitem(last=False)
+
+    async def _call(self, req: events_pb2.ExpertRequest) -> events_pb2.ExpertResult:
+        result = events_pb2.ExpertResult(
+            request_id=req.request_id, decision_id=req.decision_id, expert=self.expert.name,
+            attempt=req.attempt, fallback=req.fallback, producer=self.producer_id)
+        started = time.monotonic()
+        try:
+            ans = await self.backend.answer(req)
+            result.ok, result.answer, result.cost = True, ans.text, ans.cost
+            result.input_tokens, result.output_tokens = ans.input_tokens, ans.output_tokens
+        except BackendError as exc:
+            result.ok, result.error = False, str(exc)
+        except Exception as exc:   # a backend bug fails this request, not the pool
+            log.exception("%s backend crashed", self.expert.name)
+            result.ok, result.error = False, f"backend error: {type(exc).__name__}"
+        result.latency_s = time.monotonic() - started
+        result.ts_ms = now_ms()
+        metrics.CALLS.labels(self.expert.name, "ok" if result.ok else "error").inc()
+        return result
