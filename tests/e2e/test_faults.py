@@ -119,3 +119,5 @@ async def test_services_survive_broker_redis_and_feedback_restarts(own_stack, tw
         await r.aclose()
         for p in procs:
             p.stop()
+        for p in procs:   # shown by pytest only when the test failed
+            print(f"----- {p.name} log (tail) -----\n{p.log_tail(3000)}")
