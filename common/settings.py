@@ -29,6 +29,8 @@ class InfraSettings(BaseSettings):
     topic_prefix: str = ""
     topic_partitions: int = Field(default=4, ge=1)
     experts_file: Path | None = None        # TOML; see common/experts.py
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)   # Prometheus; None = off, 0 = any free port
+    metrics_host: str = "127.0.0.1"
 
     def load_catalog(self) -> ExpertCatalog:
         if self.experts_file is None:
@@ -89,7 +91,6 @@ class RouterSettings(InfraSettings):
     budget_step: float = Field(default=0.05, gt=0)
     snapshot_poll_s: float = Field(default=1.0, gt=0)
     seed: int | None = None
-    metrics_port: int = 0                    # 0 = no Prometheus endpoint
 
 
 class WorkerSettings(InfraSettings):

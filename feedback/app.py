@@ -18,7 +18,6 @@ import faust
 import numpy as np
 from common.redis_client import connect
 from redis.exceptions import RedisError
-from prometheus_client import Counter
 
 from common.codec import BadEvent, decode, require_finite
 from common.kafka import dead_letter, now_ms
@@ -29,13 +28,10 @@ from router_svc.context import context_dim
 from router_svc.policies import make_policy
 
 from . import join
+from .metrics import DEAD, EVENTS, REDIS_RETRIES, REWARDS
 from .learner import Learner
 
 log = logging.getLogger(__name__)
-
-EVENTS = Counter("feedback_events_total", "Events seen by the join, by kind and outcome", ["kind", "outcome"])
-REWARDS = Counter("feedback_rewards_total", "Rewards emitted")
-DEAD = Counter("feedback_dead_letters_total", "Dead letters by component", ["component"])
 
 
 def build_app(s: FeedbackSettings) -> faust.App:
@@ -57,7 +53,7 @@ def build_app(s: FeedbackSettings) -> faust.App:
     rules = join.JoinRules(int(s.decision_ttl_s * 1000), int(s.unknown_grace_s * 1000), s.failure_quality)
 
     async def to_dead_letter(message, reason: str, payload: bytes | None, decision_id: str = "") -> None:
-        DEAD.labels("join").inc()
+        DEAD.labels(message.topic).inc()
         log.warning("dead letter (%s): %s", message.topic, reason)
         letter = dead_letter(source_topic=message.topic, partition=message.partition, offset=message.offset,
                              reason=reason, payload=payload, component="feedback", decision_id=decision_id)
@@ -150,6 +146,7 @@ def build_app(s: FeedbackSettings) -> faust.App:
                 await learner.apply(batch)
                 return
             except RedisError as exc:
+                REDIS_RETRIES.inc()
                 log.warning("learner cannot reach Redis (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

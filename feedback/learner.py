@@ -18,6 +18,8 @@ from proto import events_pb2
 from router_svc.policies import Policy
 from router_svc.policies.base import META
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +51,7 @@ class Learner:
             unique.setdefault(r.reward_id, r)
         fresh = [r for r, new in zip(unique.values(), await self.store.unseen(list(unique))) if new]
         self.skipped += len(rewards) - len(fresh)
+        metrics.REPEATS.inc(len(rewards) - len(fresh))
         if not fresh:
             return 0
         experts = {r.expert for r in fresh}
@@ -60,5 +63,7 @@ class Learner:
         self._have.update({k: version for k in parts})
         self.version = version
         self.applied += len(fresh)
+        metrics.LEARNED.inc(len(fresh))
+        metrics.SNAPSHOT_VERSION.set(version)
         log.info("learned %d rewards (%s); snapshot v%d", len(fresh), ",".join(sorted(experts)), version)
         return version

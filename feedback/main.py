@@ -7,6 +7,7 @@ import faust
 
 from common.kafka import ensure_topics
 from common.logs import setup_logging
+from common.metrics_http import ready_field, serve_metrics
 from common.settings import FeedbackSettings
 
 from .app import build_app
@@ -20,10 +21,11 @@ def main() -> None:
         s.decisions_topic, s.results_topic, s.ratings_topic, s.rewards_topic, s.dead_letter_topic,
         s.topic("feedback.sweeps"))}))
     app = build_app(s)
+    metrics = serve_metrics(s)
 
     @app.task
     async def announce() -> None:
-        print(f"READY feedback {s.app_id}", flush=True)
+        print(f"READY feedback {s.app_id}{ready_field(metrics)}", flush=True)
 
     faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False).execute_from_commandline()
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import start_http_server
-
 from common.lifecycle import wait_for_signal
 from common.logs import setup_logging
+from common.metrics_http import ready_field, serve_metrics
 from common.settings import RouterSettings
 
 from .app import RouterApp
@@ -14,9 +13,8 @@ from .app import RouterApp
 
 async def serve(settings: RouterSettings) -> None:
     app = await RouterApp(settings, settings.load_catalog()).start()
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.host)
-    print(f"READY router {settings.router_id} port={app.port}", flush=True)
+    metrics = serve_metrics(settings)
+    print(f"READY router {settings.router_id} port={app.port}{ready_field(metrics)}", flush=True)
     await wait_for_signal()
     await app.stop()
 

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.request
 from typing import Callable
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from common.kafka import make_consumer
 
@@ -50,3 +53,14 @@ async def bounded(step, seconds: float, what: str):
             print(f"--- task {task.get_name()}")
             task.print_stack(limit=12)
         raise AssertionError(f"{what} did not finish within {seconds}s (task stacks above)") from None
+
+
+async def scrape(port: int, name: str, **labels: str) -> float:
+    """The sum of a Prometheus metric's samples (matching `labels`) on 127.0.0.1:port/metrics."""
+    def fetch() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            return resp.read().decode()
+
+    text = await asyncio.to_thread(fetch)
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))

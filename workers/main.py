@@ -7,6 +7,7 @@ from common.experts import ExpertCatalog
 from common.kafka import ensure_topics, make_producer
 from common.lifecycle import stop_within, wait_for_signal
 from common.logs import setup_logging
+from common.metrics_http import ready_field, serve_metrics
 from common.settings import WorkerSettings
 
 from .pool import ExpertPool
@@ -40,7 +41,9 @@ class WorkerApp:
 
 async def run(settings: WorkerSettings) -> None:
     app = await WorkerApp(settings, settings.load_catalog()).start()
-    print(f"READY worker {settings.worker_id} experts={[e.name for e in app.experts]}", flush=True)
+    metrics = serve_metrics(settings)
+    print(f"READY worker {settings.worker_id} experts={','.join(e.name for e in app.experts)}"
+          f"{ready_field(metrics)}", flush=True)
     await wait_for_signal()
     await app.stop()
 

@@ -1,7 +1,10 @@
 """Prometheus metrics of the worker process."""
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 CALLS = Counter("worker_calls_total", "Expert calls by outcome", ["expert", "outcome"])
+CALL_SECONDS = Histogram("worker_call_seconds", "Expert call latency", ["expert"],
+                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64))
+COST = Counter("worker_cost_total", "Cost of expert calls, in the catalog's unit", ["expert"])
 MALFORMED = Counter("worker_malformed_total", "Dead-lettered requests", ["expert"])
 DUPLICATES = Counter("worker_duplicates_total", "Redelivered requests skipped", ["expert"])
 EXPIRED = Counter("worker_expired_total", "Requests past their deadline, not sent", ["expert"])

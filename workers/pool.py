@@ -121,4 +121,6 @@ class ExpertPool:
         result.latency_s = time.monotonic() - started
         result.ts_ms = now_ms()
         metrics.CALLS.labels(self.expert.name, "ok" if result.ok else "error").inc()
+        metrics.CALL_SECONDS.labels(self.expert.name).observe(result.latency_s)
+        metrics.COST.labels(self.expert.name).inc(result.cost)
         return result

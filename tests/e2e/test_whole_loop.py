@@ -21,7 +21,7 @@ from proto import events_pb2, router_pb2, router_pb2_grpc
 from simulations.dataset import RoutingDataset
 from stack.experts_file import write_catalog
 from stack.local import ServiceProcess
-from tests.helpers import eventually, read_topic
+from tests.helpers import eventually, read_topic, scrape
 
 TRAIN_EACH = 150
 
@@ -32,7 +32,7 @@ def services(stack, prefix, two_kind_data, tmp_path):
     catalog = write_catalog(tmp_path / "experts.toml", {"mathbot": {**replay, "premium": True},
                                                         "triviabot": replay})
     env = stack.env(BR_EXPERTS_FILE=catalog, BR_TOPIC_PREFIX=prefix, BR_APP_ID=f"{prefix}feedback",
-                    BR_PORT=0, BR_UNKNOWN_GRACE_S=2, BR_SWEEP_INTERVAL_S=1, BR_LEARNER_FLUSH_S=0.2,
+                    BR_PORT=0, BR_UNKNOWN_GRACE_S=2, BR_METRICS_PORT=0, BR_SWEEP_INTERVAL_S=1, BR_LEARNER_FLUSH_S=0.2,
                     BR_POLICY_PARAMS=json.dumps({"alpha": 0.3, "epsilon": 0.05, "project_to": 64}))
     procs = {"feedback": ServiceProcess("feedback.main", env, tmp_path / "feedback.log"),
              "worker": ServiceProcess("workers.main", env, tmp_path / "worker.log"),
@@ -107,7 +107,6 @@ async def test_router_learns_which_expert_fits_each_kind(services, stack, prefix
                 d = await b.Decide(router_pb2.DecideRequest(query=row.prompt))
                 right[kind] += d.expert == good
                 gaps.append(d.scores[good].estimated_quality - d.scores[bad].estimated_quality)
-    await r.aclose()
     assert right["math"] >= 34 and right["trivia"] >= 34, right          # of 40 each (epsilon is 0.05)
     # A clear preference: the right expert's estimate is higher nearly everywhere, by a wide mean margin.
     assert sum(g > 0 for g in gaps) >= 76 and sum(gaps) / len(gaps) > 0.3, gaps
@@ -125,4 +124,15 @@ async def test_router_learns_which_expert_fits_each_kind(services, stack, prefix
     assert "unknown decision_id" in next(m.reason for m in letters if m.decision_id == unknown_id)
     assert reasons[f"{prefix}router.decisions"]
     assert reasons[f"{prefix}feedback.ratings"]
+
+    # Every process reports the same story on its Prometheus endpoint.
+    router_m, worker_m, feedback_m = (int(procs[n].field("metrics")) for n in ("router_a", "worker", "feedback"))
+    assert await scrape(router_m, "router_decisions_total") >= len(train)
+    assert await scrape(worker_m, "worker_calls_total", outcome="ok") >= len(train)
+    assert await scrape(worker_m, "worker_call_seconds_count") == await scrape(worker_m, "worker_calls_total")
+    assert await scrape(worker_m, "worker_cost_total") > 0
+    assert await scrape(feedback_m, "feedback_learned_total") == len(train)
+    assert await scrape(feedback_m, "feedback_snapshot_version") == await store.current_version()
+    await r.aclose()
+    assert await scrape(feedback_m, "feedback_dead_letters_total") >= 3
     assert all(p.proc.poll() is None for p in procs.values()), "a service died"
