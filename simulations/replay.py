@@ -98,17 +98,38 @@ def streams(ds: RoutingDataset, x: np.ndarray, seeds: int, drift: list[tuple[int
     return out
 
 
-def policy_params(name: str, weight: float) -> dict:
-    """The replay's hyperparameters for a policy; one that fixes its cost weight at build time
-    (VW) gets the sweep's weight, since it ignores the per-request one."""
-    params = dict(POLICY_PARAMS.get(name, {}))
+def policy_params(name: str, weight: float, overrides: dict | None = None) -> dict:
+    """The replay's hyperparameters for a policy (defaults, then the user's `--params`); one
+    that fixes its cost weight at build time (VW) gets the sweep's weight, since it ignores
+    the per-request one."""
+    params = {**POLICY_PARAMS.get(name, {}), **(overrides or {}).get(name, {})}
     if "cost_weight" in {f.name for f in fields(POLICIES[name].Params)}:
         params["cost_weight"] = weight
     return params
 
 
-def bandit_picks(name: str, st: Stream, weight: float, seed: int, delay: int) -> np.ndarray:
-    policy = make_policy(name, st.x.shape[1], policy_params(name, weight), seed=seed)
+def parse_params(raw: str, policies: list[str], dim: int) -> dict[str, dict]:
+    """`--params '{"linucb": {"alpha": 0.1}}'`: per-policy overrides, checked before any replay."""
+    try:
+        params = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--params is not JSON: {exc}") from None
+    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
+        raise SystemExit('--params must map policy names to objects, e.g. {"linucb": {"alpha": 0.1}}')
+    stray = sorted(set(params) - set(policies))
+    if stray:
+        raise SystemExit(f"--params names policies that are not replayed: {stray} (replayed: {policies})")
+    for name in params:
+        try:
+            make_policy(name, dim, policy_params(name, 0.0, params))
+        except (ValueError, TypeError) as exc:
+            raise SystemExit(f"--params for {name}: {exc}") from None
+    return params
+
+
+def bandit_picks(name: str, st: Stream, weight: float, seed: int, delay: int,
+                 overrides: dict | None = None) -> np.ndarray:
+    policy = make_policy(name, st.x.shape[1], policy_params(name, weight, overrides), seed=seed)
     pending: deque = deque()
     picks = np.empty(len(st.order), dtype=int)
     for t in range(len(st.order)):
@@ -176,7 +197,8 @@ def aggregate(runs: list[Run]) -> dict:
 
 
 def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[str], seeds: int,
-             weight: float, delay: int, drift=(), sweep: tuple[float, ...] = SWEEP, log=print) -> dict:
+             weight: float, delay: int, drift=(), sweep: tuple[float, ...] = SWEEP, log=print,
+             params: dict | None = None) -> dict:
     runs_of = streams(ds, x, seeds, list(drift))
     base = Baselines(ds, emb, runs_of[0])
     premium_q = float(np.mean([st.quality[:, st.premium].mean() for st in runs_of]))
@@ -186,7 +208,7 @@ def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[
     for name in [*base.names, *policies]:
         t0 = time.monotonic()
         if name in policies:
-            points = {w: (w, lambda st, s, w=w: bandit_picks(name, st, w, s, delay)) for w in grid}
+            points = {w: (w, lambda st, s, w=w: bandit_picks(name, st, w, s, delay, params)) for w in grid}
         elif name in ("oracle", "knn"):
             points = {w: (w, lambda st, s, w=w: base.picks(name, st, w, s)) for w in grid}
         elif name == "threshold":   # its frontier is swept over thresholds; the main point is tuned on train
@@ -208,7 +230,8 @@ def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[
             "spread": {k: main[k]["std"] for k in ("quality", "cost", "premium_share", "regret")},
             "aiq": None, "premium_share_at_parity": metrics.premium_share_at_parity(frontier, premium_q),
             "quality_at_premium_share_0.33": metrics.quality_at_premium_share(frontier, 0.33),
-            "seeds": seeds, "traffic": main["traffic"], "regret_curve": main["regret_curve"],
+            "seeds": seeds, "params": policy_params(name, weight, params) if name in policies else None,
+            "traffic": main["traffic"], "regret_curve": main["regret_curve"],
             "quality_curve": main["quality_curve"], "cost_curve": main["cost_curve"], "frontier": frontier}
         log(f"{name:<42} quality {results[name]['quality']:.3f}  cost {results[name]['cost']:.4g}  "
             f"premium {results[name]['premium_share']:.0%}  ({time.monotonic() - t0:.1f}s)")
@@ -225,6 +248,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, required=True, help="routing data set (.jsonl, meta beside it)")
     p.add_argument("--out", type=Path, required=True, help="folder for report.json, report.md and plots")
     p.add_argument("--policies", default=DEFAULT_POLICIES, help=f"registered policies (default {DEFAULT_POLICIES})")
+    p.add_argument("--params", default="{}", metavar="JSON",
+                   help='per-policy hyperparameters over the defaults, e.g. \'{"linucb": {"alpha": 0.1}}\'')
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--cost-weight", type=float, default=0.1, help="lambda in premium-mean-cost units")
     p.add_argument("--delay", type=int, default=16, help="rewards arrive this many queries late")
@@ -250,9 +275,10 @@ def main(argv=None) -> None:
     t0 = time.monotonic()
     x, emb, model = contexts(ds, args.embedding_model)
     drift = [parse_drift(d, ds.experts) for d in args.drift]
+    params = parse_params(args.params, policies, x.shape[1])
     print(f"{ds.name}: {len(ds.rows)} queries, {len(ds.experts)} experts; contexts from {model} "
           f"({time.monotonic() - t0:.1f}s)")
-    report = evaluate(ds, x, emb, policies, args.seeds, args.cost_weight, args.delay, drift)
+    report = evaluate(ds, x, emb, policies, args.seeds, args.cost_weight, args.delay, drift, params=params)
     report["wall_s"] = round(time.monotonic() - t0, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=1))

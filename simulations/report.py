@@ -1,6 +1,7 @@
 """The replay report as Markdown and PNG plots (frontier, regret, traffic)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -27,6 +28,8 @@ def write_markdown(report: dict, path: Path) -> None:
     lines += ["", "Quality and cost are per-query means over the whole replay at the cost weight above; AIQ, "
               "parity and the 33% column come from the sweep over cost weights. Plots: frontier.png, "
               "regret.png (regret, quality and cost over time), traffic.png.", ""]
+    lines += [f"- `{name}` hyperparameters: `{json.dumps(r['params'], sort_keys=True)}`"
+              for name, r in report["policies"].items() if r.get("params") is not None]
     path.write_text("\n".join(lines))
 
 

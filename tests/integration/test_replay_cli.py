@@ -67,3 +67,20 @@ def test_bad_drift_spec_is_named(two_kind_data, tmp_path):
         replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--drift", "mathbot-0.3"])
     with pytest.raises(SystemExit, match="expert must be one of"):
         replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--drift", "gpt9:-0.3@0.5"])
+
+
+def test_params_override_the_defaults_and_bad_ones_stop_the_run(two_kind_data, tmp_path):
+    args = ["--data", str(two_kind_data), "--policies", "linucb", "--seeds", "1"]
+    replay.main([*args, "--out", str(tmp_path / "a"), "--params", '{"linucb": {"alpha": 0.0, "epsilon": 0.0}}'])
+    replay.main([*args, "--out", str(tmp_path / "b")])
+    a, b = (json.loads((tmp_path / d / "report.json").read_text())["policies"]["linucb"] for d in "ab")
+    assert a["params"] == {"alpha": 0.0, "epsilon": 0.0, "project_to": 64}
+    assert b["params"] == replay.POLICY_PARAMS["linucb"]
+    assert a["frontier"] != b["frontier"]          # the override changed what the policy did
+    for bad, message in (('{"linucb": {"alpha": -1}}', "alpha must be >= 0"),
+                         ('{"linucb": {"alhpa": 1}}', r"unknown hyperparameters \['alhpa'\]"),
+                         ('{"lints": {"v": 1}}', "not replayed"),
+                         ("[1]", "must map policy names"),
+                         ("{nope", "not JSON")):
+        with pytest.raises(SystemExit, match=message):
+            replay.main([*args, "--out", str(tmp_path / "c"), "--params", bad])
