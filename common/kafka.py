@@ -42,8 +42,14 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int], retries: int = 3
 
 
 def make_producer(bootstrap: str, **kw) -> AIOKafkaProducer:
-    """An idempotent producer that waits for the broker's acknowledgement."""
-    opts = dict(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+    """A producer that waits for every in-sync replica's acknowledgement.
+
+    Not aiokafka's idempotent mode: after a sequence error (e.g. NotLeaderForPartition on a
+    new topic, or a broker restart) an idempotent aiokafka producer fails every later send
+    with OutOfOrderSequenceNumber until it is rebuilt (aio-libs/aiokafka#1017; seen here).
+    Every consumer in this system is idempotent, so the duplicate a retry may write is harmless.
+    """
+    opts = dict(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
                 linger_ms=1, request_timeout_ms=15_000, retry_backoff_ms=200)
     opts.update(kw)
     return AIOKafkaProducer(**opts)

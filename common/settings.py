@@ -99,6 +99,8 @@ class WorkerSettings(InfraSettings):
     worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     batch_max: int = Field(default=64, ge=1)
     join_timeout_s: float = Field(default=120.0, gt=0)      # READY only once each pool holds its assignment
+    answer_ttl_s: float = Field(default=86_400.0, gt=0)     # how long the ledger keeps an answer
+    claim_ttl_s: float = Field(default=600.0, gt=0)         # a claim on a request without a deadline
 
 
 class FeedbackSettings(InfraSettings):

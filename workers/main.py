@@ -6,10 +6,12 @@ import asyncio
 from common.experts import ExpertCatalog
 from common.kafka import ensure_topics, make_producer
 from common.lifecycle import stop_within, wait_for_signal
+from common.redis_client import connect
 from common.logs import setup_logging
 from common.metrics_http import ready_field, serve_metrics
 from common.settings import WorkerSettings
 
+from .ledger import AnswerLedger
 from .pool import ExpertPool
 
 
@@ -29,7 +31,9 @@ class WorkerApp:
         await ensure_topics(s.kafka_bootstrap, topics)
         self.producer = make_producer(s.kafka_bootstrap)
         await self.producer.start()
-        self.pools = [ExpertPool(s, e, self.producer) for e in self.experts]
+        self.redis = connect(s.redis_url)
+        ledger = AnswerLedger(self.redis, s.redis_prefix, s.worker_id, s.answer_ttl_s)
+        self.pools = [ExpertPool(s, e, self.producer, ledger) for e in self.experts]
         for pool in self.pools:
             await pool.start()
         return self
@@ -37,6 +41,7 @@ class WorkerApp:
     async def stop(self) -> None:
         await asyncio.gather(*(stop_within(p.stop(), 15, f"pool {p.expert.name}") for p in self.pools))
         await stop_within(self.producer.stop(), 15, "worker producer")
+        await stop_within(self.redis.aclose(), 5, "worker redis client")
 
 
 async def run(settings: WorkerSettings) -> None:

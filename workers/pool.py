@@ -3,9 +3,10 @@
 Requests are answered concurrently up to the expert's max_concurrency; offsets are
 committed once every request of a polled batch has its result written (at-least-once).
 Each result goes to `router.results` (for the feedback join) and to the replica's reply
-topic named in the request. Redelivered requests already answered by this process are
-skipped; requests whose deadline has passed are not sent to the expert (nobody waits),
-and malformed requests are dead-lettered.
+topic named in the request. A redelivered request is not sent to the expert again: the
+answer ledger (Redis, shared by all workers, see ledger.py) re-sends the stored result, or
+leaves a request another worker is answering to it. Requests whose deadline has passed are
+not sent to the expert (nobody waits), and malformed requests are dead-lettered.
 """
 from __future__ import annotations
 
@@ -27,13 +28,14 @@ from proto import events_pb2
 
 from . import metrics
 from .backends import BackendError, ExpertBackend, make_backend
+from .ledger import AnswerLedger
 
 log = logging.getLogger(__name__)
 
 
 class ExpertPool:
     def __init__(self, settings: WorkerSettings, expert: ExpertConfig, producer: AIOKafkaProducer,
-                 backend: ExpertBackend | None = None):
+                 ledger: AnswerLedger, backend: ExpertBackend | None = None):
         self.s = settings
         self.expert = expert
         self.producer = producer
@@ -43,8 +45,10 @@ class ExpertPool:
         self.consumer = make_consumer(settings.kafka_bootstrap, group_id=group, max_poll_records=settings.batch_max)
         self.membership = GroupMembership(group)
         self.limit = asyncio.Semaphore(expert.max_concurrency)
-        self._answered: OrderedDict[str, None] = OrderedDict()   # recent request ids (dedupe)
+        self.ledger = ledger
+        self._answered: OrderedDict[str, None] = OrderedDict()   # this process's recent ids: no Redis trip
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self.producer_id = f"worker:{socket.gethostname()}:{settings.worker_id}"
 
     async def start(self) -> None:
@@ -54,24 +58,41 @@ class ExpertPool:
         self._task = asyncio.create_task(self._run(), name=f"pool-{self.expert.name}")
         await self.membership.wait(self.s.join_timeout_s)
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Finish and commit the batch in hand (so nothing answered is redelivered), then stop."""
+        self._stopping = True
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=grace_s)
         await cancel_task(self._task)
         await self.consumer.stop()
         await self.backend.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
+            batches = {}
             try:
                 batches = await self.consumer.getmany(timeout_ms=500)
                 records = [r for rs in batches.values() for r in rs]
                 if not records:
                     continue
-                await asyncio.gather(*(self._handle(r) for r in records))
+                outcomes = await asyncio.gather(*(self._handle(r) for r in records), return_exceptions=True)
+                failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+                if failed is not None:
+                    raise failed
                 await self.consumer.commit()
             except asyncio.CancelledError:
                 raise
-            except KafkaError as exc:   # broker restart: uncommitted requests are redelivered
-                log.warning("%s pool: %s; retrying", self.expert.name, exc)
+            except Exception as exc:
+                # A result could not be written (broker restart) or the commit failed: read the
+                # batch again rather than commit past it later. The ledger makes the retry cheap:
+                # what was answered is re-sent, not asked again.
+                if isinstance(exc, KafkaError):
+                    log.warning("%s pool: %s; retrying the batch", self.expert.name, exc)
+                else:
+                    log.exception("%s pool: unexpected error; retrying the batch", self.expert.name)
+                for tp, rs in batches.items():
+                    if tp in self.consumer.assignment():
+                        self.consumer.seek(tp, rs[0].offset)
                 await asyncio.sleep(0.5)
 
     async def _handle(self, record) -> None:
@@ -89,12 +110,24 @@ class ExpertPool:
         if req.request_id in self._answered:
             metrics.DUPLICATES.labels(self.expert.name).inc()
             return
-        if req.deadline_ms and now_ms() > req.deadline_ms:
+        now = now_ms()
+        if req.deadline_ms and now > req.deadline_ms:
             metrics.EXPIRED.labels(self.expert.name).inc()   # the router has already timed out
             return
-        async with self.limit:
-            result = await self._call(req)
-        payload = result.SerializeToString()
+        claim_ms = req.deadline_ms - now + 5_000 if req.deadline_ms else int(self.s.claim_ttl_s * 1000)
+        claim = await self.ledger.claim(req.request_id, claim_ms)
+        if claim.state == "busy":                            # another worker is answering it
+            metrics.DUPLICATES.labels(self.expert.name).inc()
+            log.info("%s: request %s is being answered by %s", self.expert.name, req.request_id, claim.holder)
+            return
+        if claim.state == "done":                            # answered before a crash or rebalance
+            metrics.RESENT.labels(self.expert.name).inc()
+            payload = claim.result
+        else:
+            async with self.limit:
+                result = await self._call(req)
+            payload = result.SerializeToString()
+            await self.ledger.record(req.request_id, payload)
         key = req.decision_id.encode()
         sends = [self.producer.send_and_wait(self.s.results_topic, payload, key=key)]
         if req.reply_topic:

@@ -1,5 +1,5 @@
 """The `openai` backend against a stand-in OpenAI-compatible server (a paid API's stand-in),
-driven through a real worker pool and the real broker."""
+driven through real worker pools, the real broker and the real Redis (answer ledger)."""
 from __future__ import annotations
 
 import uuid
@@ -13,7 +13,8 @@ from common.kafka import ensure_topics, make_producer, now_ms
 from common.settings import WorkerSettings
 from proto import events_pb2
 from stack.experts_file import write_catalog
-from tests.helpers import read_topic
+from tests.helpers import eventually, read_topic
+from workers import metrics
 from workers.main import WorkerApp
 
 
@@ -82,3 +83,61 @@ def test_openai_backend_config_errors_name_the_option(tmp_path):
         make_backend(catalog["llm"])
     with pytest.raises(ValueError, match="unknown backend 'carrier-pigeon'"):
         make_backend(catalog["odd"])
+
+
+async def test_a_redelivered_request_never_calls_the_paid_expert_twice(stack, prefix, chat_server, tmp_path):
+    """Kafka redelivers after a worker restart; the answer ledger in Redis re-sends the stored
+    answer instead. With Redis unreachable the worker still answers (and counts the miss)."""
+    base_url, seen = chat_server
+    catalog = ExpertCatalog.from_file(write_catalog(tmp_path / "experts.toml", {"llm": {
+        "backend": "openai", "price_per_call": 0.5, "options": {"base_url": base_url, "model": "m", "max_retries": 0}}}))
+    settings = WorkerSettings(kafka_bootstrap=stack.kafka_bootstrap, redis_url=stack.redis_url, topic_prefix=prefix)
+    replies_topic = settings.reply_topic("test")
+    await ensure_topics(stack.kafka_bootstrap, {replies_topic: 1})
+    producer = make_producer(stack.kafka_bootstrap)
+    await producer.start()
+
+    async def publish(req: events_pb2.ExpertRequest, times: int = 1) -> None:
+        for _ in range(times):
+            await producer.send_and_wait(settings.expert_topic("llm"), req.SerializeToString(),
+                                         key=req.decision_id.encode())
+
+    def request(query: str) -> events_pb2.ExpertRequest:
+        did = str(uuid.uuid4())
+        return events_pb2.ExpertRequest(request_id=f"{did}:0", decision_id=did, expert="llm", query=query,
+                                        deadline_ms=now_ms() + 60_000, reply_topic=replies_topic)
+
+    async def replies(until) -> list:
+        return await read_topic(stack.kafka_bootstrap, replies_topic, until,
+                                decode=lambda v: decode(v, events_pb2.ExpertResult))
+
+    def count(counter) -> float:
+        return counter._value.get()
+
+    first = request("count me once")
+    skipped, resent = count(metrics.DUPLICATES.labels("llm")), count(metrics.RESENT.labels("llm"))
+    try:
+        workers = await WorkerApp(settings, catalog).start()
+        await publish(first, times=2)                        # a duplicate in the same process
+        await eventually(lambda: count(metrics.DUPLICATES.labels("llm")) == skipped + 1)
+        assert [r.answer for r in await replies(lambda ms: len(ms) >= 1)] == ["echo: count me once"]
+        await workers.stop()
+        # A new worker process (empty memory) sees the request again, as after a crash before commit.
+        workers = await WorkerApp(settings.model_copy(update={"worker_id": "second"}), catalog).start()
+        await publish(first)
+        await eventually(lambda: count(metrics.RESENT.labels("llm")) == resent + 1)
+        again = await replies(lambda ms: len(ms) >= 2)
+        assert [r.answer for r in again] == ["echo: count me once"] * 2 and again[1].cost == again[0].cost
+        await workers.stop()
+
+        # Redis unreachable: the request is answered anyway, and the ledger error is counted.
+        errors = count(metrics.LEDGER_ERRORS)
+        dead_redis = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0", "worker_id": "third"})
+        workers = await WorkerApp(dead_redis, catalog).start()
+        await publish(request("redis is gone"))
+        await replies(lambda ms: any(m.answer == "echo: redis is gone" for m in ms))
+        assert count(metrics.LEDGER_ERRORS) > errors
+    finally:
+        await workers.stop()
+        await producer.stop()
+    assert [b["messages"][-1]["content"] for b in seen] == ["count me once", "redis is gone"]

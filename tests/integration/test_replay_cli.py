@@ -74,7 +74,7 @@ def test_params_override_the_defaults_and_bad_ones_stop_the_run(two_kind_data, t
     replay.main([*args, "--out", str(tmp_path / "a"), "--params", '{"linucb": {"alpha": 0.0, "epsilon": 0.0}}'])
     replay.main([*args, "--out", str(tmp_path / "b")])
     a, b = (json.loads((tmp_path / d / "report.json").read_text())["policies"]["linucb"] for d in "ab")
-    assert a["params"] == {"alpha": 0.0, "epsilon": 0.0, "project_to": 64}
+    assert a["params"] == {**replay.POLICY_PARAMS["linucb"], "alpha": 0.0, "epsilon": 0.0}
     assert b["params"] == replay.POLICY_PARAMS["linucb"]
     assert a["frontier"] != b["frontier"]          # the override changed what the policy did
     for bad, message in (('{"linucb": {"alpha": -1}}', "alpha must be >= 0"),
@@ -84,3 +84,12 @@ def test_params_override_the_defaults_and_bad_ones_stop_the_run(two_kind_data, t
                          ("{nope", "not JSON")):
         with pytest.raises(SystemExit, match=message):
             replay.main([*args, "--out", str(tmp_path / "c"), "--params", bad])
+
+
+def test_parallel_replay_matches_the_serial_one(two_kind_data, tmp_path):
+    args = ["--data", str(two_kind_data), "--policies", "linucb,lints", "--seeds", "2", "--limit", "300"]
+    for jobs in ("1", "2"):
+        replay.main([*args, "--out", str(tmp_path / jobs), "--jobs", jobs])
+    one, two = (json.loads((tmp_path / j / "report.json").read_text())["policies"] for j in "12")
+    for name in ("linucb", "lints"):
+        assert one[name]["frontier"] == two[name]["frontier"] and one[name]["traffic"] == two[name]["traffic"]

@@ -1,0 +1,82 @@
+"""Which expert requests have been answered, shared by every worker process through Redis.
+
+Kafka redelivers a request whenever a worker dies between writing the result and
+committing the offset, and after rebalances; without a shared record, a restarted or
+different worker would call the (possibly paid) expert again. Before calling, a worker
+claims the request id; after answering, it stores the result under the id. A redelivered
+request then gets the stored result re-sent (downstream consumers drop duplicates), and a
+request claimed by a live worker is left to it.
+
+A claim expires with the request's deadline (nobody waits after that), a stored result
+after `ttl_s`. When Redis cannot be reached the ledger answers "call it" (availability over
+strict deduplication) and counts that, so an outage costs possible double calls, not lost
+requests.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+# KEYS[1] result key, KEYS[2] claim key; ARGV[1] claimant, ARGV[2] claim ttl (ms).
+# Returns {"done", result} | {"claimed"} | {"busy", claimant}.
+_CLAIM = """
+local done = redis.call('GET', KEYS[1])
+if done then return {'done', done} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'claimed'} end
+return {'busy', redis.call('GET', KEYS[2]) or ''}
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    state: str                 # "claimed" (call the expert), "done" (re-send `result`), "busy"
+    result: bytes = b""
+    holder: str = ""
+
+
+class AnswerLedger:
+    def __init__(self, redis: aioredis.Redis, prefix: str, worker_id: str, ttl_s: float, timeout_s: float = 2.0):
+        self.r = redis
+        self.prefix = f"{prefix}answers:"
+        self.worker_id = worker_id
+        self.ttl_ms = int(ttl_s * 1000)
+        self.timeout_s = timeout_s
+        self._claim = redis.register_script(_CLAIM)
+
+    def _keys(self, request_id: str) -> list[str]:
+        return [f"{self.prefix}{request_id}:result", f"{self.prefix}{request_id}:claim"]
+
+    async def claim(self, request_id: str, claim_ms: int) -> Claim:
+        try:
+            out = await asyncio.wait_for(
+                self._claim(keys=self._keys(request_id), args=[self.worker_id, max(claim_ms, 1)]), self.timeout_s)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            metrics.LEDGER_ERRORS.inc()
+            log.warning("answer ledger unreachable (%s): calling the expert for %s anyway", exc, request_id)
+            return Claim("claimed")
+        state = out[0].decode() if isinstance(out[0], bytes) else out[0]
+        if state == "done":
+            return Claim("done", result=out[1])
+        if state == "busy":
+            holder = out[1].decode() if isinstance(out[1], bytes) else str(out[1])
+            return Claim("busy", holder=holder)
+        return Claim("claimed")
+
+    async def record(self, request_id: str, result: bytes) -> None:
+        """Store the answer (and drop the claim); best effort, like the claim."""
+        result_key, claim_key = self._keys(request_id)
+        try:
+            async with self.r.pipeline(transaction=True) as pipe:
+                pipe.set(result_key, result, px=self.ttl_ms).delete(claim_key)
+                await asyncio.wait_for(pipe.execute(), self.timeout_s)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            metrics.LEDGER_ERRORS.inc()
+            log.warning("answer ledger unreachable (%s): %s not recorded", exc, request_id)
