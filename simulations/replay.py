@@ -17,16 +17,13 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from multiprocessing import get_context
-
-# The replay runs one policy per process (--jobs): one BLAS thread each, no oversubscription.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
 from collections import Counter, deque
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import numpy as np  # noqa: E402  (after the thread settings)
+import numpy as np
 
 from router_svc.policies import POLICIES, make_policy
 
@@ -182,12 +179,29 @@ def all_bandit_picks(policies: list[str], grid: list[float], runs_of: list[Strea
             out[n, w, s] = bandit_picks(n, runs_of[s], w, s, delay, overrides)
             progress(len(out))
         return out
-    with ProcessPoolExecutor(min(jobs, len(work)), mp_context=get_context("spawn"),
-                             initializer=_init_job_process, initargs=(runs_of,)) as pool:
+    with one_blas_thread_per_process(), ProcessPoolExecutor(
+            min(jobs, len(work)), mp_context=get_context("spawn"),
+            initializer=_init_job_process, initargs=(runs_of,)) as pool:
         for key, picks in pool.map(_bandit_job, work):
             out[key] = picks
             progress(len(out))
     return out
+
+
+@contextmanager
+def one_blas_thread_per_process():
+    """Job processes started inside see one BLAS thread each: `jobs` of them fill the cores."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update({n: "1" for n in names})
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
 
 
 class Baselines:

@@ -21,6 +21,7 @@ import grpc
 from common.logs import setup_logging
 from proto import router_pb2, router_pb2_grpc
 from simulations.dataset import RoutingDataset
+from simulations.replay import POLICY_PARAMS as REPLAY_PARAMS
 
 from .experts_file import replay_catalog
 from .local import LocalStack, ServiceProcess
@@ -38,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cost-weight", type=float, default=0.1,
                    help="lambda, in units of the premium expert's mean cost: 0.1 means the premium's "
                         "mean cost is worth 0.1 quality")
-    p.add_argument("--alpha", type=float, default=0.5, help="LinUCB exploration width")
+    p.add_argument("--params", default=json.dumps(REPLAY_PARAMS["linucb"]),
+                   help="LinUCB hyperparameters as JSON (default: the replay's, tuned on llmrouter_9models)")
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="folder for the plot, summary and logs")
     p.add_argument("--seed", type=int, default=7)
     return p.parse_args(argv)
@@ -88,7 +90,7 @@ def main(argv=None) -> None:
               f"({time.monotonic() - t0:.1f}s)", flush=True)
         catalog = replay_catalog(args.out.resolve() / "experts.toml", args.data.resolve(), dataset)
         env = stack.env(BR_EXPERTS_FILE=catalog, BR_DEFAULT_COST_WEIGHT=cost_weight, BR_PORT=0,
-                        BR_POLICY_PARAMS=json.dumps({"alpha": args.alpha, "epsilon": 0.05, "project_to": 64}),
+                        BR_POLICY_PARAMS=args.params,
                         BR_SEED=args.seed)
         logs = args.out / "logs"
         procs = [ServiceProcess("feedback.main", env, logs / "feedback.log"),

@@ -62,12 +62,11 @@ class AnswerLedger:
             metrics.LEDGER_ERRORS.inc()
             log.warning("answer ledger unreachable (%s): calling the expert for %s anyway", exc, request_id)
             return Claim("claimed")
-        state = out[0].decode() if isinstance(out[0], bytes) else out[0]
+        state = out[0].decode()                  # the client returns bytes (no decode_responses)
         if state == "done":
             return Claim("done", result=out[1])
         if state == "busy":
-            holder = out[1].decode() if isinstance(out[1], bytes) else str(out[1])
-            return Claim("busy", holder=holder)
+            return Claim("busy", holder=out[1].decode())
         return Claim("claimed")
 
     async def record(self, request_id: str, result: bytes) -> None:
