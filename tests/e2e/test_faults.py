@@ -1,4 +1,4 @@
-"""Restarts of the broker, of Redis and of the feedback app, under rated traffic.
+"""Restarts of the broker, of Redis, of the feedback app and of the worker, under rated traffic.
 
 The stack here is the test's own (so it can be killed), with the services as processes.
 After each fault the same processes carry on: requests get answers again, and every
@@ -63,7 +63,7 @@ class Traffic:
         return sum(e.updates for e in info.experts)
 
 
-async def test_services_survive_broker_redis_and_feedback_restarts(own_stack, two_kind_data, tmp_path):
+async def test_services_survive_broker_redis_feedback_and_worker_restarts(own_stack, two_kind_data, tmp_path):
     stack = own_stack
     replay = {"backend": "replay", "options": {"data": str(two_kind_data)}}
     catalog = write_catalog(tmp_path / "experts.toml", {"mathbot": {**replay, "premium": True},
@@ -71,8 +71,8 @@ async def test_services_survive_broker_redis_and_feedback_restarts(own_stack, tw
     env = stack.env(BR_EXPERTS_FILE=catalog, BR_PORT=0, BR_SEED=3, BR_LEARNER_FLUSH_S=0.2,
                     BR_POLICY_PARAMS=json.dumps({"project_to": 32}))
     feedback = ServiceProcess("feedback.main", env, tmp_path / "feedback.log")
-    procs = [feedback.spawn(), ServiceProcess("workers.main", env, tmp_path / "worker.log").spawn(),
-             ServiceProcess("router_svc.main", env, tmp_path / "router.log").spawn()]
+    worker = ServiceProcess("workers.main", env, tmp_path / "worker.log")
+    procs = [feedback.spawn(), worker.spawn(), ServiceProcess("router_svc.main", env, tmp_path / "router.log").spawn()]
     r = connect(stack.redis_url)
     store = SnapshotStore(r, "br:", "linucb")
     try:
@@ -113,7 +113,17 @@ async def test_services_survive_broker_redis_and_feedback_restarts(own_stack, tw
         feedback.spawn().wait_ready(180)
         await traffic.send(10)
         await eventually(learned_all, timeout=120)
-        assert traffic.rated == 100
+
+        # 4. The worker is killed under traffic and restarted: requests in flight time out (the
+        # caller retries), the new worker takes over the consumer groups, nothing is learned twice.
+        sending = asyncio.create_task(traffic.send(20))
+        await eventually(lambda: traffic.rated >= 105, timeout=60)
+        worker.proc.kill()
+        worker.proc.wait()
+        await asyncio.to_thread(worker.spawn().wait_ready, 180)
+        await sending
+        await eventually(learned_all, timeout=120)
+        assert traffic.rated == 120
         await traffic.channel.close()
     finally:
         await r.aclose()
