@@ -29,6 +29,7 @@ class InfraSettings(BaseSettings):
     topic_prefix: str = ""
     topic_partitions: int = Field(default=4, ge=1)
     experts_file: Path | None = None        # TOML; see common/experts.py
+    catalog_poll_s: float = Field(default=2.0, ge=0)    # reload experts_file when it changes; 0 = never
     metrics_port: int | None = Field(default=None, ge=0, le=65535)   # Prometheus; None = off, 0 = any free port
     metrics_host: str = "127.0.0.1"
 

@@ -6,6 +6,7 @@ import logging
 from common.redis_client import connect
 from grpc_health.v1 import health_pb2
 
+from common.catalog_watch import CatalogWatcher
 from common.experts import ExpertCatalog
 from common.kafka import ensure_topics, make_producer
 from common.lifecycle import stop_within
@@ -26,8 +27,9 @@ log = logging.getLogger(__name__)
 class RouterApp:
     def __init__(self, settings: RouterSettings, catalog: ExpertCatalog, embedder: Embedder | None = None):
         self.s = settings
-        self.catalog = catalog
+        self.catalog = catalog               # the one at start; RouterCore holds the live one
         self.embedder = embedder
+        self.watcher: CatalogWatcher | None = None
         self.port = 0
 
     async def start(self) -> "RouterApp":
@@ -37,7 +39,7 @@ class RouterApp:
         await self.embedder.start()
         reply_topic = s.reply_topic(s.router_id)
         topics = {t: s.topic_partitions for t in (s.decisions_topic, s.results_topic, s.ratings_topic)}
-        topics.update({s.expert_topic(e): s.topic_partitions for e in self.catalog.names})
+        topics.update(self._expert_topics(self.catalog))
         topics[reply_topic] = 1
         await ensure_topics(s.kafka_bootstrap, topics)
         self.producer = make_producer(s.kafka_bootstrap)
@@ -50,12 +52,26 @@ class RouterApp:
         await self.live.start()
         self.core = RouterCore(s, self.catalog, self.embedder, self.live, self.producer, self.replies)
         self.server, self.port, self.health = await start_grpc(self.core, s.host, s.port)
+        self.watcher = CatalogWatcher(s.experts_file, s.catalog_poll_s, self.apply_catalog) \
+            if s.experts_file and s.catalog_poll_s else None
+        if self.watcher:
+            self.watcher.start()
         log.info("router %s serving on %s:%d (policy %s v%d)", s.router_id, s.host, self.port,
                  s.policy, self.live.version)
         return self
 
+    def _expert_topics(self, catalog: ExpertCatalog) -> dict[str, int]:
+        return {self.s.expert_topic(e): self.s.topic_partitions for e in catalog.names}
+
+    async def apply_catalog(self, catalog: ExpertCatalog) -> None:
+        """A reloaded catalog: its request topics first, so a new expert is routable at once."""
+        await ensure_topics(self.s.kafka_bootstrap, self._expert_topics(catalog))
+        self.core.set_catalog(catalog)
+
     async def stop(self, grace: float = 5.0) -> None:
         """Graceful: report NOT_SERVING, let in-flight requests finish, then close clients."""
+        if self.watcher:
+            await self.watcher.stop()
         for name in ("", SERVICE):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace)

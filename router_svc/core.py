@@ -52,17 +52,23 @@ class RouterCore:
     def __init__(self, settings: RouterSettings, catalog: ExpertCatalog, embedder: Embedder,
                  live: LivePolicy, producer: AIOKafkaProducer, replies: ReplyListener):
         self.s = settings
-        self.catalog = catalog
         self.embedder = embedder
         self.live = live
         self.producer = producer
         self.replies = replies
         self.pacer = BudgetPacer(settings.budget_per_query, settings.budget_step) \
             if settings.budget_per_query else None
+        self.set_catalog(catalog)
+
+    def set_catalog(self, catalog: ExpertCatalog) -> None:
+        """Serve a new catalog (live reload); requests in flight finish with the old one.
+        The policy meets an added expert cold, with bounded exploration; a removed one
+        simply stops being eligible, its learned state kept."""
         premium = catalog.premium
-        self.fallback = settings.fallback_expert or (premium.name if premium else "")
-        if self.fallback and self.fallback not in catalog:
-            raise ValueError(f"fallback expert {self.fallback!r} is not configured")
+        fallback = self.s.fallback_expert or (premium.name if premium else "")
+        if fallback and fallback not in catalog:
+            raise ValueError(f"fallback expert {fallback!r} is not configured")
+        self.catalog, self.fallback = catalog, fallback
 
     # -- decide -----------------------------------------------------------------
     async def decide(self, query: str, options, mode: int) -> Decision:
