@@ -30,6 +30,7 @@ from router_svc.policies import POLICIES, make_policy
 from . import metrics, supervised
 from .dataset import RoutingDataset
 from .embeddings import contexts
+from .warmstart import labelled_rows, pretrain
 
 DEFAULT_POLICIES = "linucb,lints,vw,epsilon_greedy"
 SWEEP = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0)
@@ -91,13 +92,16 @@ def parse_drift(spec: str, experts: list[str]) -> tuple[int, float, float]:
     return experts.index(name), delta, frac
 
 
-def streams(ds: RoutingDataset, x: np.ndarray, seeds: int, drift: list[tuple[int, float, float]]) -> list[Stream]:
+def streams(ds: RoutingDataset, x: np.ndarray, seeds: int, drift: list[tuple[int, float, float]],
+            rows: np.ndarray | None = None) -> list[Stream]:
+    """One shuffled stream per seed, of `rows` (indices; default every row)."""
     q, c = ds.outcome_arrays()
     premium = ds.experts.index(ds.premium)
     scale = float(c[:, premium].mean()) or 1.0
+    rows = np.arange(len(ds.rows)) if rows is None else rows
     out = []
     for s in range(seeds):
-        order = np.random.default_rng(s).permutation(len(ds.rows))
+        order = np.random.default_rng(s).permutation(rows)
         qs = q[order].copy()
         for k, delta, frac in drift:
             qs[int(frac * len(order)):, k] = np.clip(qs[int(frac * len(order)):, k] + delta, 0.0, 1.0)
@@ -134,9 +138,12 @@ def parse_params(raw: str, policies: list[str], dim: int) -> dict[str, dict]:
     return params
 
 
-def bandit_picks(name: str, st: Stream, weight: float, seed: int, delay: int,
-                 overrides: dict | None = None) -> np.ndarray:
-    policy = make_policy(name, st.x.shape[1], policy_params(name, weight, overrides), seed=seed)
+def bandit_picks(name: str, st: Stream, weight: float, seed: int, delay: int, params: dict,
+                 warm: bytes | None = None) -> np.ndarray:
+    """One replay: the policy (started from the `warm` snapshot if given) sees only its picks' outcomes."""
+    policy = make_policy(name, st.x.shape[1], params, seed=seed)
+    if warm is not None:
+        policy.restore(warm)
     pending: deque = deque()
     picks = np.empty(len(st.order), dtype=int)
     for t in range(len(st.order)):
@@ -150,39 +157,70 @@ def bandit_picks(name: str, st: Stream, weight: float, seed: int, delay: int,
     return picks
 
 
-_STREAMS: list[Stream] = []   # a job process's copy of the streams (set by its initializer)
+@dataclass
+class Jobs:
+    """What every (policy, cost weight, seed) replay reads; sent once to each job process."""
+    streams: list[Stream]
+    delay: int
+    overrides: dict | None = None
+    warm: dict[str, bytes] = field(default_factory=dict)   # warm_key -> snapshot to start from
+
+    @staticmethod
+    def warm_key(name: str, params: dict) -> str:
+        return f"{name} {json.dumps(params, sort_keys=True)}"
+
+    def run(self, name: str, weight: float, seed: int) -> np.ndarray:
+        params = policy_params(name, weight, self.overrides)
+        return bandit_picks(name, self.streams[seed], weight, seed, self.delay, params,
+                            self.warm.get(self.warm_key(name, params)))
+
+    def warm_start(self, policies: list[str], grid: list[float], x: np.ndarray, quality: np.ndarray,
+                   cost: np.ndarray, rows: np.ndarray, log=print) -> None:
+        """Train each distinct (policy, hyperparameters) once on the labelled `rows`."""
+        experts = self.streams[0].experts
+        for name in policies:
+            for w in grid:
+                params = policy_params(name, w, self.overrides)
+                key = self.warm_key(name, params)
+                if key not in self.warm:
+                    t0 = time.monotonic()
+                    policy = pretrain(make_policy(name, x.shape[1], params), x, quality, cost, experts, rows)
+                    self.warm[key] = policy.snapshot()
+                    log(f"  warm start: {name} trained on {len(rows)} labelled rows ({time.monotonic() - t0:.1f}s)")
 
 
-def _init_job_process(runs_of: list[Stream]) -> None:
-    global _STREAMS
-    _STREAMS = runs_of
+_JOBS: Jobs | None = None   # a job process's copy (set by its initializer)
 
 
-def _bandit_job(job: tuple) -> tuple[tuple, np.ndarray]:
-    name, weight, seed, delay, overrides = job
-    return job[:3], bandit_picks(name, _STREAMS[seed], weight, seed, delay, overrides)
+def _init_job_process(jobs: Jobs) -> None:
+    global _JOBS
+    _JOBS = jobs
 
 
-def all_bandit_picks(policies: list[str], grid: list[float], runs_of: list[Stream], delay: int,
-                     overrides: dict | None, jobs: int, log=print) -> dict[tuple[str, float, int], np.ndarray]:
-    """Every (policy, cost weight, seed) replay, spread over `jobs` processes: they are independent.
+def _run_job(key: tuple[str, float, int]) -> tuple[tuple, np.ndarray]:
+    return key, _JOBS.run(*key)
+
+
+def all_bandit_picks(policies: list[str], grid: list[float], jobs: Jobs, processes: int,
+                     log=print) -> dict[tuple[str, float, int], np.ndarray]:
+    """Every (policy, cost weight, seed) replay, spread over processes: they are independent.
     Spawned, not forked: the caller may hold threads (torch, gRPC) that a fork would break."""
-    work = [(n, w, s, delay, overrides) for n in policies for w in grid for s in range(len(runs_of))]
+    work = [(n, w, s) for n in policies for w in grid for s in range(len(jobs.streams))]
     t0, out = time.monotonic(), {}
 
     def progress(done: int) -> None:
         if done % max(1, len(work) // 10) == 0 or done == len(work):
             log(f"  replays done: {done}/{len(work)} ({time.monotonic() - t0:.0f}s)")
 
-    if jobs <= 1 or len(work) <= 1:
-        for n, w, s, *_ in work:
-            out[n, w, s] = bandit_picks(n, runs_of[s], w, s, delay, overrides)
+    if processes <= 1 or len(work) <= 1:
+        for key in work:
+            out[key] = jobs.run(*key)
             progress(len(out))
         return out
     with one_blas_thread_per_process(), ProcessPoolExecutor(
-            min(jobs, len(work)), mp_context=get_context("spawn"),
-            initializer=_init_job_process, initargs=(runs_of,)) as pool:
-        for key, picks in pool.map(_bandit_job, work):
+            min(processes, len(work)), mp_context=get_context("spawn"),
+            initializer=_init_job_process, initargs=(jobs,)) as pool:
+        for key, picks in pool.map(_run_job, work):
             out[key] = picks
             progress(len(out))
     return out
@@ -259,14 +297,23 @@ def aggregate(runs: list[Run]) -> dict:
 
 def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[str], seeds: int,
              weight: float, delay: int, drift=(), sweep: tuple[float, ...] = SWEEP, log=print,
-             params: dict | None = None, jobs: int = 1) -> dict:
-    runs_of = streams(ds, x, seeds, list(drift))
+             params: dict | None = None, jobs: int = 1, warm_start: bool = False) -> dict:
+    """Replay every policy and baseline. With `warm_start`, the policies first learn from the
+    train split with full information (simulations/warmstart.py) and everything is replayed
+    on the other rows only."""
+    labelled = labelled_rows(ds, "train")
+    rest = np.setdiff1d(np.arange(len(ds.rows)), labelled) if warm_start else None
+    runs_of = streams(ds, x, seeds, list(drift), rest)
     base = Baselines(ds, emb, runs_of[0])
     premium_q = float(np.mean([st.quality[:, st.premium].mean() for st in runs_of]))
     premium_c = float(runs_of[0].cost[:, runs_of[0].premium].mean() * runs_of[0].scale)
     grid = sorted(set(sweep) | {weight})
     t0 = time.monotonic()
-    learned = all_bandit_picks(policies, grid, runs_of, delay, params, jobs, log)
+    work = Jobs(runs_of, delay, params)
+    if warm_start:
+        q, c = ds.outcome_arrays()
+        work.warm_start(policies, grid, x, q, c / runs_of[0].scale, labelled, log)
+    learned = all_bandit_picks(policies, grid, work, jobs, log)
     log(f"replayed {len(policies)} policies x {len(grid)} cost weights x {seeds} seeds "
         f"on {max(jobs, 1)} processes ({time.monotonic() - t0:.1f}s)")
     results: dict[str, dict] = {}
@@ -302,7 +349,8 @@ def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[
     costs = [p["cost"] for r in results.values() for p in r["frontier"]]
     for r in results.values():
         r["aiq"] = metrics.aiq([(p["cost"], p["quality"]) for p in r["frontier"]], min(costs), max(costs))
-    return {"dataset": ds.name, "premium": ds.premium, "cost_unit": ds.cost_unit, "rows": len(ds.rows),
+    return {"dataset": ds.name, "premium": ds.premium, "cost_unit": ds.cost_unit, "rows": len(runs_of[0].order),
+            "warm_start": {"rows": int(len(labelled))} if warm_start else None,
             "cost_weight": weight, "delay": delay, "seeds": seeds, "drift": list(drift),
             "always_premium": {"quality": premium_q, "cost": premium_c}, "policies": results}
 
@@ -322,6 +370,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="use only the first N rows")
     p.add_argument("--drift", action="append", default=[], metavar="EXPERT:DELTA@FRACTION",
                    help="from FRACTION of the stream on, EXPERT's quality moves by DELTA (repeatable)")
+    p.add_argument("--warm-start", action="store_true",
+                   help="policies first learn from the train split with full information; replay the rest")
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad rows instead of stopping")
     p.add_argument("--embedding-model", default="", help="sentence-transformers name or path")
     return p.parse_args(argv)
@@ -345,7 +395,8 @@ def main(argv=None) -> None:
     params = parse_params(args.params, policies, x.shape[1])
     print(f"{ds.name}: {len(ds.rows)} queries, {len(ds.experts)} experts; contexts from {model} "
           f"({time.monotonic() - t0:.1f}s)")
-    report = evaluate(ds, x, emb, policies, args.seeds, args.cost_weight, args.delay, drift, params=params, jobs=args.jobs)
+    report = evaluate(ds, x, emb, policies, args.seeds, args.cost_weight, args.delay, drift, params=params, jobs=args.jobs,
+                      warm_start=args.warm_start)
     report["wall_s"] = round(time.monotonic() - t0, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
