@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from simulations import replay
+from simulations import policy_runs, replay
 
 REQUIRED = {"quality", "cost", "premium_share", "aiq", "regret", "premium_share_at_parity",
             "quality_at_premium_share_0.33", "seeds"}
@@ -75,8 +75,8 @@ def test_params_override_the_defaults_and_bad_ones_stop_the_run(two_kind_data, t
     replay.main([*args, "--out", str(tmp_path / "a"), "--params", '{"linucb": {"alpha": 0.0, "epsilon": 0.0}}'])
     replay.main([*args, "--out", str(tmp_path / "b")])
     a, b = (json.loads((tmp_path / d / "report.json").read_text())["policies"]["linucb"] for d in "ab")
-    assert a["params"] == {**replay.POLICY_PARAMS["linucb"], "alpha": 0.0, "epsilon": 0.0}
-    assert b["params"] == replay.POLICY_PARAMS["linucb"]
+    assert a["params"] == {**policy_runs.POLICY_PARAMS["linucb"], "alpha": 0.0, "epsilon": 0.0}
+    assert b["params"] == policy_runs.POLICY_PARAMS["linucb"]
     assert a["frontier"] != b["frontier"]          # the override changed what the policy did
     for bad, message in (('{"linucb": {"alpha": -1}}', "alpha must be >= 0"),
                          ('{"linucb": {"alhpa": 1}}', r"unknown hyperparameters \['alhpa'\]"),
