@@ -62,8 +62,8 @@ class RouterCore:
 
     def set_catalog(self, catalog: ExpertCatalog) -> None:
         """Serve a new catalog (live reload); requests in flight finish with the old one.
-        The policy meets an added expert cold, with bounded exploration; a removed one
-        simply stops being eligible, its learned state kept."""
+        The policy meets an added expert cold (its exploration bounded when the policy's
+        cold_updates is set); a removed one stops being eligible, its learned state kept."""
         premium = catalog.premium
         fallback = self.s.fallback_expert or (premium.name if premium else "")
         if fallback and fallback not in catalog:
