@@ -64,3 +64,30 @@ async def scrape(port: int, name: str, **labels: str) -> float:
     text = await asyncio.to_thread(fetch)
     return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+async def read_to_end(bootstrap: str, topic: str, decode: Callable | None = None, timeout: float = 30.0) -> list:
+    """Everything on a topic now: every partition read up to its end offset at the call."""
+    consumer = make_consumer(bootstrap, topic, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    records: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not consumer.assignment():               # no group: every partition, once metadata is in
+            if time.monotonic() > deadline:
+                return []                               # the topic does not exist (yet)
+            batches = await consumer.getmany(timeout_ms=300)
+            records += [r for recs in batches.values() for r in recs]
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+        while await behind():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: not read to its end within {timeout}s; read {len(records)}")
+            batches = await consumer.getmany(timeout_ms=300)
+            records += [r for recs in batches.values() for r in recs]
+    finally:
+        await consumer.stop()
+    return [decode(r.value) if decode else r for r in records]

@@ -2,7 +2,9 @@
 
 The stack here is the test's own (so it can be killed), with the services as processes.
 After each fault the same processes carry on: requests get answers again, and every
-rated decision is learned exactly once (the count of updates equals the ratings sent).
+rated decision is learned, and every rewarded decision exactly once (the policy's update
+count equals the number of distinct decisions on the rewards topic: rated ones, plus the
+ones whose expert failed while the worker was down, which are learned as failures).
 """
 from __future__ import annotations
 
@@ -15,11 +17,12 @@ import pytest
 from common.redis_client import connect
 
 from common.snapshots import SnapshotStore
-from proto import router_pb2, router_pb2_grpc
+from common.codec import decode
+from proto import events_pb2, router_pb2, router_pb2_grpc
 from simulations.dataset import RoutingDataset
 from stack.experts_file import write_catalog
 from stack.local import LocalStack, ServiceProcess
-from tests.helpers import eventually
+from tests.helpers import eventually, read_to_end
 
 
 @pytest.fixture
@@ -36,27 +39,36 @@ class Traffic:
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         self.stub = router_pb2_grpc.RouterStub(self.channel)
         self.rows = iter(rows)
-        self.rated = 0
+        self.rated_ids: list[str] = []
+
+    @property
+    def rated(self) -> int:
+        return len(self.rated_ids)
 
     async def send(self, n: int, patience_s: float = 90.0) -> None:
         for _ in range(n):
             row = next(self.rows)
             deadline = time.monotonic() + patience_s
-            while True:
-                try:
-                    resp = await self.stub.Route(router_pb2.RouteRequest(
-                        query=row.prompt, timeout_ms=5000,
-                        options=router_pb2.RouteOptions(metadata={"item_id": row.id})), timeout=10)
-                    await self.stub.Feedback(router_pb2.FeedbackRequest(
-                        decision_id=resp.decision_id, quality=row.outcomes[resp.expert].quality), timeout=10)
-                    self.rated += 1
-                    break
-                except grpc.aio.AioRpcError as exc:
-                    # A Route that failed during the outage gets no rating: it is not counted.
-                    assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), exc
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.5)
+            resp = await self._until_ok(deadline, lambda: self.stub.Route(router_pb2.RouteRequest(
+                query=row.prompt, timeout_ms=5000,
+                options=router_pb2.RouteOptions(metadata={"item_id": row.id})), timeout=10))
+            # The rating is retried for the same decision: a retry after a write that did land
+            # is a second rating of it, which the join dead-letters, so it is learned once.
+            await self._until_ok(deadline, lambda: self.stub.Feedback(router_pb2.FeedbackRequest(
+                decision_id=resp.decision_id, quality=row.outcomes[resp.expert].quality), timeout=10))
+            self.rated_ids.append(resp.decision_id)
+
+    @staticmethod
+    async def _until_ok(deadline: float, call):
+        while True:
+            try:
+                return await call()
+            except grpc.aio.AioRpcError as exc:
+                # During an outage: a Route that failed gets no rating and is not counted.
+                assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), exc
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def learned(self) -> int:
         info = await self.stub.ListExperts(router_pb2.ListExpertsRequest())
@@ -80,8 +92,16 @@ async def test_services_survive_broker_redis_feedback_and_worker_restarts(own_st
             p.wait_ready(180)
         traffic = Traffic(int(procs[-1].field("port")), RoutingDataset.load(two_kind_data).rows)
 
+        seen: dict[str, int] = {}
+
         async def learned_all():
-            return await traffic.learned() == traffic.rated
+            rewarded = {r.decision_id for r in await read_to_end(
+                stack.kafka_bootstrap, "router.rewards", decode=lambda v: decode(v, events_pb2.RewardEvent))}
+            seen["rated_not_rewarded"] = len(set(traffic.rated_ids) - rewarded)
+            seen["learned"], seen["rewarded"], seen["rated"] = await traffic.learned(), len(rewarded), traffic.rated
+            seen["redis_version"] = await store.current_version()
+            print("learned_all:", seen)   # shown when the test fails
+            return seen["rated_not_rewarded"] == 0 and seen["learned"] == seen["rewarded"]
 
         await traffic.send(30)
         await eventually(learned_all, timeout=60)
