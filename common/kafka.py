@@ -18,14 +18,16 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def ensure_topics(bootstrap: str, topics: dict[str, int], retries: int = 30) -> None:
-    """Create the topics (name -> partitions) that do not exist yet; idempotent."""
+async def ensure_topics(bootstrap: str, topics: dict[str, int], retries: int = 30,
+                        configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create the topics (name -> partitions, optional topic configs) that do not exist yet; idempotent."""
     for attempt in range(retries):
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [NewTopic(n, p, 1) for n, p in topics.items() if n not in existing]
+            missing = [NewTopic(n, p, 1, topic_configs=(configs or {}).get(n)) for n, p in topics.items()
+                       if n not in existing]
             if missing:
                 try:
                     await admin.create_topics(missing)
