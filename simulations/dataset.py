@@ -1,11 +1,13 @@
 """Routing data sets: per query, every expert's quality, cost and latency.
 
-Format (../shared/data/README.md): `<name>.jsonl`, one query a line, and `<name>.meta.json`
-beside it naming the experts, the premium expert and the cost unit. Bad rows raise a
-DatasetError naming the line, unless `skip_bad=True`, which skips and counts them.
+Format (data/README.md): `<name>.jsonl` or `<name>.jsonl.gz`, one query a line, and
+`<name>.meta.json` beside it naming the experts, the premium expert and the cost unit.
+A missing or unreadable file is a DatasetError naming it; bad rows raise a DatasetError
+naming the line, unless `skip_bad=True`, which skips and counts them.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from dataclasses import dataclass, field
@@ -16,6 +18,23 @@ import numpy as np
 
 class DatasetError(ValueError):
     pass
+
+
+# The routing data set the repository carries (the demo's and the stack's default).
+BUNDLED = Path(__file__).resolve().parent.parent / "data" / "llmrouter_9models.jsonl.gz"
+SUFFIXES = (".jsonl.gz", ".jsonl")
+HOW = ("pass a routing data set (<name>.jsonl or <name>.jsonl.gz with <name>.meta.json beside it), "
+       f"e.g. the bundled {BUNDLED.relative_to(BUNDLED.parent.parent)}")
+
+
+def meta_path(path: Path) -> Path:
+    """`<name>.meta.json` beside `<name>.jsonl` or `<name>.jsonl.gz`."""
+    name = next((path.name.removesuffix(s) for s in SUFFIXES if path.name.endswith(s)), path.stem)
+    return path.with_name(name + ".meta.json")
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else path.open(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -51,31 +70,49 @@ class RoutingDataset:
     @classmethod
     def load(cls, path: str | Path, skip_bad: bool = False, limit: int | None = None) -> "RoutingDataset":
         path = Path(path)
-        meta_path = path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
-        if not meta_path.exists():
-            raise DatasetError(f"{path}: meta file {meta_path.name} is missing beside it")
-        meta = json.loads(meta_path.read_text())
+        if not path.is_file():
+            raise DatasetError(f"{path}: no such file; {HOW}")
+        meta_file = meta_path(path)
+        if not meta_file.is_file():
+            raise DatasetError(f"{path}: meta file {meta_file.name} is missing beside it; {HOW}")
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DatasetError(f"{meta_file}: unreadable meta file ({exc})") from None
+        if not isinstance(meta, dict):
+            raise DatasetError(f"{meta_file}: expected a JSON object")
         experts = list(meta.get("experts") or {})
         if not experts:
-            raise DatasetError(f"{meta_path}: no experts listed")
+            raise DatasetError(f"{meta_file}: no experts listed")
         premium = meta.get("premium", "")
         if premium not in experts:
-            raise DatasetError(f"{meta_path}: premium expert {premium!r} is not among {experts}")
+            raise DatasetError(f"{meta_file}: premium expert {premium!r} is not among {experts}")
         rows, skipped = [], {}
-        with path.open() as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(_parse_row(line, experts))
-                except DatasetError as exc:
-                    if not skip_bad:
-                        raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
-                    reason = str(exc).split(":")[0]
-                    skipped[reason] = skipped.get(reason, 0) + 1
-                if limit and len(rows) >= limit:
-                    break
+        try:
+            with _open_text(path) as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rows.append(_parse_row(line, experts))
+                    except DatasetError as exc:
+                        if not skip_bad:
+                            raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
+                        reason = str(exc).split(":")[0]
+                        skipped[reason] = skipped.get(reason, 0) + 1
+                    if limit and len(rows) >= limit:
+                        break
+        except (OSError, EOFError, UnicodeDecodeError) as exc:   # gzip.BadGzipFile is an OSError
+            raise DatasetError(f"{path}: unreadable ({exc}); {HOW}") from None
         return cls(meta.get("name", path.stem), premium, meta.get("cost_unit", ""), experts, rows, skipped)
+
+    @classmethod
+    def load_or_exit(cls, path: str | Path, **kw) -> "RoutingDataset":
+        """For command-line tools: a bad data file is one line naming it, not a traceback."""
+        try:
+            return cls.load(path, **kw)
+        except DatasetError as exc:
+            raise SystemExit(f"error: {exc}") from None
 
     def find(self, item_id: str | None, prompt: str) -> Row | None:
         return self._by_id.get(item_id) if item_id else self._by_prompt.get(prompt)

@@ -242,7 +242,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
         raise SystemExit("--seeds and --jobs must be >= 1")
-    ds = RoutingDataset.load(args.data, skip_bad=args.skip_bad, limit=args.limit)
+    ds = RoutingDataset.load_or_exit(args.data, skip_bad=args.skip_bad, limit=args.limit)
     if ds.skipped:
         print(f"skipped bad rows: {ds.skipped}")
     policies = [p for p in args.policies.split(",") if p]

@@ -1,7 +1,7 @@
 """`python -m simulations.warmstart`: start a policy warm from a routing data set.
 
 A team that holds labelled traffic (every expert's quality and cost on some queries, the
-format of ../shared/data) need not let the router learn from zero: each labelled row
+format of data/README.md) need not let the router learn from zero: each labelled row
 updates every expert's arm once (full information), and the result is published to Redis
 as the policy's first snapshot, which routers and learners then load and keep learning
 from. The replay's `--warm-start` uses the same function on the train split.
@@ -80,7 +80,7 @@ def main(argv=None) -> None:
         params = json.loads(args.params)
     except json.JSONDecodeError as exc:
         raise SystemExit(f"--params is not JSON: {exc}") from None
-    ds = RoutingDataset.load(args.data, skip_bad=args.skip_bad)
+    ds = RoutingDataset.load_or_exit(args.data, skip_bad=args.skip_bad)
     from .embeddings import contexts
 
     x, _, model = contexts(ds, args.embedding_model)

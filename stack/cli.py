@@ -14,9 +14,8 @@ from pathlib import Path
 
 from common.lifecycle import wait_for_signal
 from common.logs import setup_logging
-from simulations.dataset import RoutingDataset
+from simulations.dataset import BUNDLED, RoutingDataset
 
-from .demo import DEFAULT_DATA
 from .experts_file import replay_catalog
 from .local import LocalStack, ServiceProcess
 
@@ -26,12 +25,16 @@ def main(argv=None) -> None:
     logging.getLogger("stack").setLevel(logging.INFO)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--experts", type=Path, help="expert catalog (TOML); default: replay the bundled data set")
+    p.add_argument("--data", type=Path, default=BUNDLED,
+                   help="routing data set whose models become replay experts (default: the bundled one)")
     p.add_argument("--port", type=int, default=50051, help="the router's gRPC port")
     p.add_argument("--dir", type=Path, default=Path("stack-data"), help="data and logs (kept between runs)")
     args = p.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
-    catalog = args.experts or replay_catalog(args.dir / "experts.toml", DEFAULT_DATA.resolve(),
-                                             RoutingDataset.load(DEFAULT_DATA))
+    if args.experts and not args.experts.is_file():
+        raise SystemExit(f"error: {args.experts}: no such expert catalog (a TOML file, see compose/experts.toml)")
+    catalog = args.experts or replay_catalog(args.dir / "experts.toml", args.data.resolve(),
+                                             RoutingDataset.load_or_exit(args.data))
     with LocalStack(args.dir) as stack:
         env = stack.env(BR_EXPERTS_FILE=catalog.resolve(), BR_PORT=args.port)
         procs = [ServiceProcess(m, env, args.dir / "logs" / f"{m.split('.')[0]}.log").spawn()

@@ -20,20 +20,19 @@ import grpc
 
 from common.logs import setup_logging
 from proto import router_pb2, router_pb2_grpc
-from simulations.dataset import RoutingDataset
+from simulations.dataset import BUNDLED, RoutingDataset
 from simulations.policy_runs import POLICY_PARAMS as REPLAY_PARAMS
 
 from .experts_file import replay_catalog
 from .local import LocalStack, ServiceProcess
 from .report import DemoLog, plot, summary
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "llmrouter_9models.jsonl"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="routing data set (.jsonl, meta beside it)")
+    p.add_argument("--data", type=Path, default=BUNDLED,
+                   help="routing data set (.jsonl or .jsonl.gz, meta beside it; default: the bundled one)")
     p.add_argument("--queries", type=int, default=2000, help="queries to send (sampled without replacement)")
     p.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     p.add_argument("--cost-weight", type=float, default=0.1,
@@ -76,7 +75,7 @@ def main(argv=None) -> None:
     setup_logging()
     logging.getLogger("stack").setLevel(logging.INFO)
     args = parse_args(argv)
-    dataset = RoutingDataset.load(args.data)
+    dataset = RoutingDataset.load_or_exit(args.data)
     rows = random.Random(args.seed).sample(dataset.rows, min(args.queries, len(dataset.rows)))
     premium_cost = sum(r.outcomes[dataset.premium].cost for r in dataset.rows) / len(dataset.rows)
     cost_weight = args.cost_weight / premium_cost if premium_cost > 0 else 0.0

@@ -1,14 +1,13 @@
 """Routing data sets: any file of the format loads; bad rows are named or skipped and counted."""
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
 import pytest
 
-from simulations.dataset import DatasetError, RoutingDataset
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from simulations.dataset import BUNDLED, DatasetError, RoutingDataset
 
 
 def write(tmp_path: Path, rows: list, experts=("x", "y"), premium="y") -> Path:
@@ -47,8 +46,37 @@ def test_meta_must_name_a_known_premium(tmp_path):
         RoutingDataset.load(write(tmp_path, [row()], premium="z"))
 
 
-@pytest.mark.parametrize("name", ["llmrouter_9models", "messplus_energy"])
-def test_bundled_sets_load(name):
-    ds = RoutingDataset.load(SHARED / f"{name}.jsonl", limit=200)
-    assert len(ds.rows) == 200 and ds.premium in ds.experts
+def test_the_bundled_set_loads_whole():
+    ds = RoutingDataset.load(BUNDLED)
+    assert ds.name == "llmrouter_9models" and len(ds.rows) == 6108 and len(ds.experts) == 9
+    assert ds.premium == "llama-3.1-nemotron-51b-instruct"
     assert all(set(r.outcomes) == set(ds.experts) for r in ds.rows)
+    assert len(ds.split("train")) == 5608 and len(ds.split("test")) == 500
+
+
+def test_gzipped_and_plain_files_load_alike(tmp_path):
+    plain = write(tmp_path, [row(0), row(1)])
+    packed = tmp_path / "d.jsonl.gz"          # the same meta file, d.meta.json, serves both
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    a, b = RoutingDataset.load(plain), RoutingDataset.load(packed)
+    assert a.rows == b.rows and a.experts == b.experts and len(b.rows) == 2
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "nope.jsonl", "nope.jsonl: no such file; pass a routing data set"),
+    (lambda d: d / "missing-meta.jsonl", "meta file missing-meta.meta.json is missing beside it; pass"),
+    (lambda d: d / "broken.jsonl.gz", "broken.jsonl.gz: unreadable"),
+    (lambda d: d / "badmeta.jsonl", "badmeta.meta.json: unreadable meta file"),
+], ids=["missing", "no-meta", "not-gzip", "bad-meta"])
+def test_missing_or_unreadable_files_are_one_line_errors(tmp_path, make, message):
+    (tmp_path / "missing-meta.jsonl").write_text(json.dumps(row()) + "\n")
+    (tmp_path / "broken.jsonl.gz").write_bytes(b"this is not gzip")
+    (tmp_path / "broken.meta.json").write_text(json.dumps({"premium": "y", "experts": {"x": {}, "y": {}}}))
+    (tmp_path / "badmeta.jsonl").write_text(json.dumps(row()) + "\n")
+    (tmp_path / "badmeta.meta.json").write_text("{oops")
+    with pytest.raises(DatasetError, match=message) as err:
+        RoutingDataset.load(make(tmp_path))
+    assert "\n" not in str(err.value)
+    with pytest.raises(SystemExit, match="^error: ") as gone:     # what the command-line tools print
+        RoutingDataset.load_or_exit(make(tmp_path))
+    assert "\n" not in str(gone.value)
