@@ -106,7 +106,7 @@ class WorkerSettings(InfraSettings):
 
 class FeedbackSettings(InfraSettings):
     model_config = _env()
-    app_id: str = "bandit-router-feedback"
+    app_id: str = "bandit-router-feedback"                  # prefix of the join's and learner's groups
     decision_ttl_s: float = Field(default=86_400.0, gt=0)   # ratings after this are dead-lettered
     unknown_grace_s: float = Field(default=30.0, ge=0)      # wait this long for a late decision
     sweep_interval_s: float = Field(default=5.0, gt=0)
@@ -117,4 +117,5 @@ class FeedbackSettings(InfraSettings):
     learner_batch: int = Field(default=256, ge=1)
     learner_flush_s: float = Field(default=0.25, gt=0)
     seen_ttl_s: int = Field(default=7 * 86_400, ge=1)       # learner's dedupe window
-    web_port: int = 0                                       # faust web server; 0 = disabled
+    join_batch: int = Field(default=500, ge=1)              # join events per Redis round trip
+    session_timeout_s: float = Field(default=10.0, ge=3)    # a dead member's partitions move after this

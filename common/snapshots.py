@@ -12,6 +12,7 @@ Keys under `<prefix>policy:<name>:`
   part:<part>:<v>       the part's bytes
   history               list of retained versions, newest first
   seen:<event id>       reward ids already applied (the learner's dedupe)
+  offsets               hash "<topic>:<partition>" -> next reward offset to read (only grows)
 and the pub/sub channel `<prefix>policy:<name>:versions` announces each new current.
 """
 from __future__ import annotations
@@ -43,6 +44,12 @@ for _ = 1, nseen do
   redis.call('SET', p .. 'seen:' .. ARGV[i], 1, 'EX', ttl)
   i = i + 1
 end
+local noff = tonumber(ARGV[i]); i = i + 1
+for _ = 1, noff do
+  local old = tonumber(redis.call('HGET', p .. 'offsets', ARGV[i]) or '-1')
+  if tonumber(ARGV[i + 1]) > old then redis.call('HSET', p .. 'offsets', ARGV[i], ARGV[i + 1]) end
+  i = i + 2
+end
 redis.call('SET', p .. 'current', v)
 redis.call('LPUSH', p .. 'history', v)
 while redis.call('LLEN', p .. 'history') > keep do
@@ -60,6 +67,15 @@ while redis.call('LLEN', p .. 'history') > keep do
 end
 redis.call('PUBLISH', p .. 'versions', v)
 return v
+"""
+
+_OFFSETS = """
+local p = ARGV[1]
+for i = 2, #ARGV, 2 do
+  local old = tonumber(redis.call('HGET', p .. 'offsets', ARGV[i]) or '-1')
+  if tonumber(ARGV[i + 1]) > old then redis.call('HSET', p .. 'offsets', ARGV[i], ARGV[i + 1]) end
+end
+return 1
 """
 
 _ROLLBACK = """
@@ -87,6 +103,7 @@ class SnapshotStore:
         self.keep = keep
         self._publish = redis.register_script(_PUBLISH)
         self._rollback = redis.register_script(_ROLLBACK)
+        self._offsets = redis.register_script(_OFFSETS)
 
     @property
     def channel(self) -> str:
@@ -96,13 +113,28 @@ class SnapshotStore:
         v = await self.redis.get(self.key + "current")
         return int(v) if v else 0
 
-    async def publish(self, parts: dict[str, bytes], seen_ids: list[str] = (), seen_ttl_s: int = 86_400) -> int:
-        """Write changed parts (and the ids they applied) atomically; return the new version."""
+    async def publish(self, parts: dict[str, bytes], seen_ids: list[str] = (), seen_ttl_s: int = 86_400,
+                      offsets: dict[str, int] | None = None) -> int:
+        """Write changed parts, the reward ids they applied and the input offsets they reach,
+        atomically; return the new version."""
         args: list = [self.key, self.keep, len(parts)]
         for name, blob in parts.items():
             args += [name, blob]
         args += [len(seen_ids), seen_ttl_s, *seen_ids]
+        offsets = offsets or {}
+        args.append(len(offsets))
+        for where, offset in offsets.items():
+            args += [where, int(offset)]
         return int(await self._publish(args=args))
+
+    async def record_offsets(self, offsets: dict[str, int]) -> None:
+        """Input offsets reached by a batch that changed no part (duplicates, dead letters)."""
+        if offsets:
+            await self._offsets(args=[self.key, *(x for kv in offsets.items() for x in (kv[0], int(kv[1])))])
+
+    async def offsets(self) -> dict[str, int]:
+        """"<topic>:<partition>" -> the next offset a learner should read."""
+        return {k.decode(): int(v) for k, v in (await self.redis.hgetall(self.key + "offsets")).items()}
 
     async def rollback(self, version: int) -> None:
         if not await self._rollback(args=[self.key, version]):

@@ -1,6 +1,6 @@
 """The decision/result/rating join as pure functions over a JoinState (no I/O).
 
-A reward is emitted once per decision, when the decision and its rating are known and,
+A reward is emitted once per decision (and again, identical, for a redelivered event), when the decision and its rating are known and,
 for ROUTE decisions, the chosen expert's result too; a failed or timed-out expert gets
 `failure_quality` without waiting for a rating. Feedback that cannot be joined (unknown
 id after a grace period, expired decision, second rating) is dead-lettered with a reason.
@@ -62,7 +62,9 @@ def apply(state: events_pb2.JoinState | None, kind: str, ev, now: int, rules: Jo
         return _sweep(st, now, rules) if state is not None else Outcome(None)
     eid = event_id(kind, ev)
     if eid in st.seen_event_ids:
-        return Outcome(st, duplicate=True)
+        # Redelivered (a restart after the state was saved): the reward sent with the first
+        # delivery may have been lost with the process, so it is sent again (same reward_id).
+        return Outcome(st, rewards=[st.reward] if st.HasField("reward") else [], duplicate=True)
     if st.expired:
         dead = [("expired decision_id: rating arrived after the decision's TTL", ev.SerializeToString())]
         return Outcome(st, dead=dead if kind == RATING else [])
@@ -105,7 +107,8 @@ def _maybe_reward(st: events_pb2.JoinState, now: int, rules: JoinRules) -> Outco
         propensity=d.propensity, policy_name=d.policy_name, policy_version=d.policy_version,
         expert_failed=failed, ts_ms=now)
     st.rewarded = True
-    del st.decision.context[:]      # the learner has it now; keep the state small
+    st.reward.CopyFrom(reward)
+    del st.decision.context[:]      # the reward holds it now; keep the state small
     return Outcome(st, rewards=[reward])
 
 

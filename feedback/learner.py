@@ -1,15 +1,19 @@
 """The learner: applies rewards to the policy and publishes versioned snapshots to Redis.
 
 Rewards are keyed by expert, so Kafka gives each expert's rewards to exactly one learner
-in the group: one writer per arm. Before applying a batch the learner reloads any arm
-whose version in Redis is not the one it last wrote (a partition moved here, or an
-operator rolled back). The applied reward ids are written in the same Redis transaction
+in the group: one writer per arm. Before a batch touches an arm, the learner makes sure
+its copy of that arm is Redis' current one: an arm it has not loaded since it started
+(a restart, a partition moved here) is loaded whatever the version, and when anyone else
+changed the snapshot (another shard, an operator's rollback) everything is reloaded.
+The applied reward ids and the input offsets are written in the same Redis transaction
 as the snapshot, so a redelivered reward is recognised and skipped: at-least-once
-delivery, exactly-once effect.
+delivery, exactly-once effect. A batch that fails half way (Redis down while publishing)
+leaves no trace in memory: the policy is rebuilt from Redis before the batch is retried.
 """
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import numpy as np
 
@@ -24,28 +28,38 @@ log = logging.getLogger(__name__)
 
 
 class Learner:
-    def __init__(self, policy: Policy, store: SnapshotStore, seen_ttl_s: int):
-        self.policy = policy
+    def __init__(self, make_policy: Callable[[], Policy], store: SnapshotStore, seen_ttl_s: int):
+        self.make_policy = make_policy
         self.store = store
         self.seen_ttl_s = seen_ttl_s
-        self.version = 0
-        self._have: dict[str, int] = {}   # part -> version our in-memory copy corresponds to
         self.applied = 0
         self.skipped = 0
+        self.forget()
 
-    async def _sync(self, experts: set[str]) -> None:
-        """Bring the arms we are about to update (and meta) up to Redis' current version."""
-        if self.version and self.version == await self.store.current_version():
-            return
-        wanted = {self.policy.part_of(e) for e in experts} | {META}
-        snap = await self.store.load(self._have, only=wanted)   # other shards' arms stay in Redis
-        if snap is None:
-            return
-        self.policy.load_parts(snap.parts)
-        self._have.update({k: v for k, v in snap.manifest.items() if k in wanted})
+    def forget(self) -> None:
+        """Forget everything in memory; what is needed is loaded again from Redis."""
+        self.policy = self.make_policy()
+        self.version = 0                      # the snapshot version our copy is at
+        self._have: dict[str, int] = {}       # part -> version of it in our copy (0: not in Redis)
 
-    async def apply(self, rewards: list[events_pb2.RewardEvent]) -> int:
-        """Apply a batch; returns the published version (0 when nothing new)."""
+    async def _sync(self, wanted: set[str]) -> None:
+        """Make the parts in `wanted` Redis' current ones in our copy."""
+        current = await self.store.current_version()
+        if current != self.version:           # someone else wrote (a shard, a rollback): start over
+            self.forget()
+        missing = wanted - set(self._have)
+        if not missing:
+            return
+        snap = await self.store.load(only=missing)   # other shards' arms stay in Redis
+        if snap is not None:
+            self.policy.load_parts(snap.parts)
+            self.version = snap.version
+        for part in missing:
+            self._have[part] = snap.manifest.get(part, 0) if snap else 0
+
+    async def apply(self, rewards: list[events_pb2.RewardEvent], offsets: dict[str, int] | None = None) -> int:
+        """Apply a batch; `offsets` ("topic:partition" -> next offset) are stored with it.
+        Returns the published version (0 when nothing new)."""
         unique: dict[str, events_pb2.RewardEvent] = {}
         for r in rewards:
             unique.setdefault(r.reward_id, r)
@@ -53,13 +67,18 @@ class Learner:
         self.skipped += len(rewards) - len(fresh)
         metrics.REPEATS.inc(len(rewards) - len(fresh))
         if not fresh:
+            await self.store.record_offsets(offsets or {})
             return 0
         experts = {r.expert for r in fresh}
-        await self._sync(experts)
-        for r in fresh:
-            self.policy.update(r.expert, np.asarray(r.context, dtype=np.float64), r.quality, r.cost)
-        parts = self.policy.parts(sorted(experts))
-        version = await self.store.publish(parts, [r.reward_id for r in fresh], self.seen_ttl_s)
+        try:
+            await self._sync({self.policy.part_of(e) for e in experts} | {META})
+            for r in fresh:
+                self.policy.update(r.expert, np.asarray(r.context, dtype=np.float64), r.quality, r.cost)
+            parts = self.policy.parts(sorted(experts))
+            version = await self.store.publish(parts, [r.reward_id for r in fresh], self.seen_ttl_s, offsets)
+        except BaseException:
+            self.forget()                    # the updates are in memory but maybe not in Redis
+            raise
         self._have.update({k: version for k in parts})
         self.version = version
         self.applied += len(fresh)

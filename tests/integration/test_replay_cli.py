@@ -43,7 +43,7 @@ def test_replay_rejects_bad_rows_unless_asked_to_skip(tmp_path, two_kind_data, c
     bad.write_text(two_kind_data.read_text() + '{"id": "x", "prompt": "p", "outcomes": {"mathbot": '
                    '{"quality": 1, "cost": NaN}, "triviabot": {"quality": 1, "cost": 1}}}\n')
     (tmp_path / "bad.meta.json").write_text(two_kind_data.with_name("twokind.meta.json").read_text())
-    with pytest.raises(Exception, match="line 601: bad cost: row 'x'"):
+    with pytest.raises(SystemExit, match="^error: bad.jsonl line 601: bad cost: row 'x'"):
         replay.main(["--data", str(bad), "--out", str(tmp_path / "o"), "--seeds", "1", "--policies", "linucb"])
     replay.main(["--data", str(bad), "--out", str(tmp_path / "o"), "--seeds", "1", "--policies", "linucb",
                  "--skip-bad"])

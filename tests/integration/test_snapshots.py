@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from common.redis_client import connect
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from common.snapshots import SnapshotStore
 from feedback.learner import Learner
@@ -46,16 +47,25 @@ async def test_rollback_and_trim_keep_what_retained_versions_use(store):
     assert v == 8 and snap.parts == {"a": b"A5", "b": b"B2"}
 
 
+def linucb4():
+    return make_policy("linucb", 4, {"project_to": 0})
+
+
+def reward(i: int, expert: str, x=(1, 0, 0, 1), quality=1.0) -> events_pb2.RewardEvent:
+    return events_pb2.RewardEvent(reward_id=f"r{i}", decision_id=f"r{i}", expert=expert, context=list(x),
+                                  quality=quality, cost=0.0)
+
+
 async def test_learner_skips_rewards_it_already_published(store):
-    policy = make_policy("linucb", 4, {"project_to": 0})
-    learner = Learner(policy, store, seen_ttl_s=60)
+    learner = Learner(linucb4, store, seen_ttl_s=60)
+    policy = learner.policy
     reward = events_pb2.RewardEvent(reward_id="r1", decision_id="r1", expert="a", context=[1, 0, 0, 1],
                                     quality=1.0, cost=0.0)
     assert await learner.apply([reward, reward]) == 1
     assert await learner.apply([reward]) == 0            # redelivered after publish: skipped
     assert policy.counts == {"a": 1} and learner.skipped == 2
     # A fresh learner (a restart, or a partition moving) starts from Redis, not from scratch.
-    other = Learner(make_policy("linucb", 4, {"project_to": 0}), store, seen_ttl_s=60)
+    other = Learner(linucb4, store, seen_ttl_s=60)
     r2 = events_pb2.RewardEvent(reward_id="r2", decision_id="r2", expert="a", context=[0, 1, 0, 1], quality=0.5)
     await other.apply([r2])
     assert other.policy.counts["a"] == 2
@@ -65,7 +75,7 @@ async def test_learner_skips_rewards_it_already_published(store):
 @pytest.mark.parametrize("name", ["linucb", "lints", "vw", "neural_linear", "epsilon_greedy"])
 async def test_router_copy_from_redis_chooses_like_the_learner(store, name):
     params = {"train_every": 20} if name == "neural_linear" else {}
-    learner = Learner(make_policy(name, 6, params, seed=1), store, seen_ttl_s=60)
+    learner = Learner(lambda: make_policy(name, 6, params, seed=1), store, seen_ttl_s=60)
     rng = np.random.default_rng(0)
     rewards = [events_pb2.RewardEvent(reward_id=f"r{i}", expert=f"e{i % 3}", context=rng.standard_normal(6).tolist(),
                                       quality=float(rng.uniform()), cost=0.1) for i in range(50)]
@@ -79,3 +89,53 @@ async def test_router_copy_from_redis_chooses_like_the_learner(store, name):
     assert [learner.policy.select(x, ["e0", "e1", "e2"]).probabilities for x in xs] == \
            [router.select(x, ["e0", "e1", "e2"]).probabilities for x in xs]
     assert router.counts == {"e0": 17, "e1": 17, "e2": 16}
+
+
+async def test_a_restarted_learner_loads_every_arm_it_touches_not_only_the_first(store):
+    """The lost-updates bug: after publishing arm a, a restarted learner treated its copy as
+    current and started arm b from the prior, overwriting b's learned state in Redis."""
+    first = Learner(linucb4, store, seen_ttl_s=60)
+    await first.apply([reward(i, "a") for i in range(3)] + [reward(i, "b") for i in range(3, 8)])
+    restarted = Learner(linucb4, store, seen_ttl_s=60)
+    await restarted.apply([reward(10, "a")])
+    await restarted.apply([reward(11, "b")])
+    router = linucb4()
+    router.load_parts((await store.load()).parts)
+    assert router.counts == {"a": 4, "b": 6}
+    np.testing.assert_allclose(router.arms["b"].b_q, [6.0, 0.0, 0.0, 6.0, 6.0])
+
+
+class FailingOnce(SnapshotStore):
+    """The real store, whose next publish fails after the batch was applied in memory (Redis
+    dropping the connection at that moment)."""
+    fail = False
+
+    async def publish(self, *args, **kw):
+        if self.fail:
+            self.fail = False
+            raise RedisConnectionError("connection reset while publishing")
+        return await super().publish(*args, **kw)
+
+
+async def test_a_batch_retried_after_a_failed_publish_is_learned_once(store):
+    flaky = FailingOnce(store.redis, store.key.removesuffix("policy:linucb:"), "linucb")
+    learner = Learner(linucb4, flaky, seen_ttl_s=60)
+    await learner.apply([reward(1, "a")])
+    batch = [reward(2, "a"), reward(3, "a")]
+    flaky.fail = True
+    with pytest.raises(RedisConnectionError):
+        await learner.apply(batch)
+    await learner.apply(batch)                            # the consumer's retry of the same batch
+    router = linucb4()
+    router.load_parts((await store.load()).parts)
+    assert router.counts == {"a": 3} and learner.policy.counts == {"a": 3}
+    np.testing.assert_allclose(router.arms["a"].b_q, [3.0, 0.0, 0.0, 3.0, 3.0])
+
+
+async def test_input_offsets_are_stored_with_the_snapshot_and_only_grow(store):
+    learner = Learner(linucb4, store, seen_ttl_s=60)
+    await learner.apply([reward(1, "a")], {"rewards:0": 5, "rewards:1": 2})
+    await learner.apply([reward(1, "a")], {"rewards:1": 9})          # a repeat: nothing to publish
+    await store.record_offsets({"rewards:0": 3})                      # older: ignored
+    assert await store.offsets() == {"rewards:0": 5, "rewards:1": 9}
+    assert await store.current_version() == 1

@@ -50,13 +50,25 @@ def test_one_reward_in_any_order(order):
     assert state.rewarded and not state.decision.context   # context dropped once learned
 
 
-def test_duplicates_change_nothing():
+def test_duplicates_change_nothing_but_resend_the_same_reward():
+    """A redelivered event (the app died after saving the state, maybe before the reward it
+    sent was written) sends the reward again, identical: the learner applies it once."""
     did = str(uuid.uuid4())
     rt = rating(did)
     evs = [(join.DECISION, decision(did)), (join.RATING, rt), (join.RATING, rt), (join.RESULT, result(did)),
            (join.RESULT, result(did)), (join.DECISION, decision(did))]
-    _, rewards, dead = feed(evs)
-    assert len(rewards) == 1 and not dead
+    state, rewards, dead = feed(evs)
+    assert not dead and len(rewards) == 3       # once when complete, again for each of the two repeats
+    assert {r.SerializeToString() for r in rewards} == {rewards[0].SerializeToString()}
+    assert state.reward == rewards[0] and list(state.reward.context) == [0.5, 1.0]
+
+
+def test_duplicates_before_the_reward_send_nothing():
+    did = str(uuid.uuid4())
+    rt = rating(did)
+    _, rewards, dead = feed([(join.DECISION, decision(did)), (join.RATING, rt), (join.RATING, rt),
+                             (join.DECISION, decision(did))])
+    assert rewards == [] and dead == []
 
 
 def test_second_distinct_rating_is_dead_lettered():
