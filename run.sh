@@ -7,6 +7,7 @@
 #   ./run.sh replay --data F --out D  replay a routing data set through the policies (simulations/)
 #   ./run.sh export-logs / ope ...    export logged decisions from Kafka / estimate a policy on them
 #   ./run.sh warmstart --data F ...   train a policy on labelled rows, publish it as the first snapshot
+#   ./run.sh rollback [--to V]        serve an earlier policy snapshot (--list shows the retained ones)
 #   ./run.sh setup                    install only
 # The Python environment lives in $BR_CACHE_DIR (default ~/.cache/bandit-router), keyed by
 # the hash of pyproject.toml, so it is built once per machine and dependency set.
@@ -55,9 +56,10 @@ case "$cmd" in
   export-logs) setup; exec "$VENV/bin/python" -m simulations.logs "$@" ;;
   ope) setup; exec "$VENV/bin/python" -m simulations.offpolicy "$@" ;;
   warmstart) setup; exec "$VENV/bin/python" -m simulations.warmstart "$@" ;;
+  rollback) setup; exec "$VENV/bin/python" -m feedback.rollback "$@" ;;
   test)
     setup
     "$VENV/bin/python" -m proto.gen --check
     exec "$VENV/bin/python" -m pytest "$@" ;;
-  *) sed -n '2,12p' "$0"; exit 2 ;;
+  *) sed -n '2,13p' "$0"; exit 2 ;;
 esac

@@ -18,7 +18,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402  (after the thread settings)
 
-from router_svc.policies import make_policy  # noqa: E402
+from bandit.policies import make_policy  # noqa: E402
 
 
 def stream(d: int, k: int, n: int, seed: int = 0):

@@ -67,6 +67,23 @@ def make_consumer(bootstrap: str, *topics: str, group_id: str | None, **kw) -> A
     return AIOKafkaConsumer(*topics, **opts)
 
 
+def rewind(consumer: AIOKafkaConsumer, batches: dict) -> None:
+    """Seek every partition of a polled batch back to its first record, so that a batch that
+    could not be finished is read again instead of committed past later."""
+    for tp, records in batches.items():
+        if tp in consumer.assignment():
+            consumer.seek(tp, records[0].offset)
+
+
+async def commit_assigned(consumer: AIOKafkaConsumer, offsets: dict, what: str) -> None:
+    """Commit the offsets of partitions still assigned. Best effort: callers commit only
+    what is already durable, so a lost commit costs a re-read of work they recognise."""
+    try:
+        await consumer.commit({tp: o for tp, o in offsets.items() if tp in consumer.assignment()})
+    except KafkaError as exc:
+        log.warning("%s: offset commit failed (%s); the batch may be read again", what, exc)
+
+
 class GroupMembership(ConsumerRebalanceListener):
     """Tells when this consumer has joined its group and holds an assignment (maybe empty).
 

@@ -14,8 +14,8 @@ from common.lifecycle import stop_within
 from common.redis_client import connect
 from common.settings import FeedbackSettings
 from common.snapshots import SnapshotStore
-from router_svc.context import context_dim
-from router_svc.policies import make_policy
+from bandit.context import context_dim
+from bandit.policies import make_policy
 
 from .join_loop import JoinLoop
 from .join_store import JoinStore

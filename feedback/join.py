@@ -1,8 +1,9 @@
 """The decision/result/rating join as pure functions over a JoinState (no I/O).
 
-A reward is emitted once per decision (and again, identical, for a redelivered event), when the decision and its rating are known and,
-for ROUTE decisions, the chosen expert's result too; a failed or timed-out expert gets
-`failure_quality` without waiting for a rating. Feedback that cannot be joined (unknown
+A reward is emitted once per decision, when the decision and its rating are known and,
+for ROUTE decisions, the chosen expert's result too (and again, identical, for a
+redelivered event); a failed or timed-out expert gets `failure_quality` without waiting
+for a rating. Feedback that cannot be joined (unknown
 id after a grace period, expired decision, second rating) is dead-lettered with a reason.
 """
 from __future__ import annotations

@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from common.codec import BadEvent, decode
-from common.kafka import GroupMembership, dead_letter, make_consumer, make_producer, now_ms, send_dead_letter
+from common.kafka import GroupMembership, commit_assigned, dead_letter, make_consumer, make_producer, now_ms, rewind
 from common.lifecycle import cancel_task, stop_within
 from common.settings import FeedbackSettings
 from proto import events_pb2
@@ -77,7 +77,7 @@ class JoinLoop:
                     continue
                 async with self._lock:
                     await self._apply_batch([r for rs in batches.values() for r in rs])
-                await self._commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+                await commit_assigned(self.consumer, {tp: rs[-1].offset + 1 for tp, rs in batches.items()}, "join")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -86,9 +86,7 @@ class JoinLoop:
                     log.warning("join: %s; retrying the batch", exc)
                 else:
                     log.exception("join: unexpected error; retrying the batch")
-                for tp, rs in batches.items():
-                    if tp in self.consumer.assignment():
-                        self.consumer.seek(tp, rs[0].offset)
+                rewind(self.consumer, batches)
                 await asyncio.sleep(0.5)
 
     async def _apply_batch(self, records) -> None:
@@ -131,13 +129,6 @@ class JoinLoop:
     def _letter(topic, reason, payload, partition=-1, offset=-1, did="") -> events_pb2.DeadLetter:
         return dead_letter(source_topic=topic, partition=partition, offset=offset, reason=reason,
                            payload=payload, component="feedback-join", decision_id=did)
-
-    async def _commit(self, offsets) -> None:
-        """Best effort: a lost commit redelivers events the states have already seen."""
-        try:
-            await self.consumer.commit({tp: o for tp, o in offsets.items() if tp in self.consumer.assignment()})
-        except KafkaError as exc:
-            log.warning("join: offset commit failed (%s); the batch will be seen again", exc)
 
     # -- expiry ------------------------------------------------------------------------
     async def _sweep_forever(self) -> None:

@@ -19,8 +19,8 @@ import numpy as np
 
 from common.snapshots import SnapshotStore
 from proto import events_pb2
-from router_svc.policies import Policy
-from router_svc.policies.base import META
+from bandit.policies import Policy
+from bandit.policies.base import META
 
 from . import metrics
 

@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from common.codec import BadEvent, decode, require_finite
-from common.kafka import dead_letter, make_consumer, make_producer, send_dead_letter
+from common.kafka import commit_assigned, dead_letter, make_consumer, make_producer, rewind, send_dead_letter
 from common.lifecycle import cancel_task, stop_within
 from common.settings import FeedbackSettings
 from proto import events_pb2
@@ -114,7 +114,7 @@ class RewardConsumer:
                 offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
                 await self._retry_redis(lambda: self.learner.apply(
                     good, {f"{tp.topic}:{tp.partition}": o for tp, o in offsets.items()}))
-                await self._commit(offsets)
+                await commit_assigned(self.consumer, offsets, "learner")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -124,17 +124,8 @@ class RewardConsumer:
                     log.warning("learner: %s; retrying the batch", exc)
                 else:
                     log.exception("learner: unexpected error; retrying the batch")
-                for tp, rs in batches.items():
-                    if tp in self.consumer.assignment():
-                        self.consumer.seek(tp, rs[0].offset)
+                rewind(self.consumer, batches)
                 await asyncio.sleep(0.5)
-
-    async def _commit(self, offsets) -> None:
-        """Best effort: Redis already holds these offsets, a lost commit costs a re-read."""
-        try:
-            await self.consumer.commit({tp: o for tp, o in offsets.items() if tp in self.consumer.assignment()})
-        except KafkaError as exc:
-            log.warning("learner: offset commit failed (%s); Redis holds the offsets", exc)
 
     @staticmethod
     async def _retry_redis(step):

@@ -13,11 +13,11 @@ from common.lifecycle import stop_within
 from common.settings import RouterSettings
 from common.snapshots import SnapshotStore
 
-from .context import context_dim
+from bandit.context import context_dim
 from .core import RouterCore
-from .embedder import Embedder
+from bandit.embedder import Embedder
 from .live_policy import LivePolicy
-from .policies import make_policy
+from bandit.policies import make_policy
 from .replies import ReplyListener
 from .server import SERVICE, start_grpc
 

@@ -22,12 +22,12 @@ from common.settings import RouterSettings
 from proto import events_pb2
 
 from . import metrics
-from .context import FEATURE_VERSION, build_context
-from .embedder import Embedder
+from bandit.context import FEATURE_VERSION, build_context
+from bandit.embedder import Embedder
 from .errors import DeadlineExceeded, ExpertUnavailable, NotReady
 from .live_policy import LivePolicy
-from .policies import Choice, Score
-from .policies.pacing import BudgetPacer
+from bandit.policies import Choice, Score
+from bandit.pacing import BudgetPacer
 from .replies import ReplyListener
 from .validation import check_feedback, check_options, check_query
 

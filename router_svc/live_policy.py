@@ -16,7 +16,7 @@ from common.lifecycle import cancel_task, stop_within
 from common.snapshots import SnapshotStore
 
 from . import metrics
-from .policies import Policy
+from bandit.policies import Policy
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import uuid
 
 from common.experts import ExpertCatalog
 
-from .context import MODALITIES
+from bandit.context import MODALITIES
 from .errors import InvalidRequest
 
 META_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")

@@ -6,14 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from router_svc.context import build_context
-
-from .dataset import RoutingDataset
+from bandit.context import build_context
+from common.cache import cache_dir
+from common.dataset import RoutingDataset
 
 
 def cache_path(model: str, dataset: RoutingDataset) -> Path:
-    from stack.procs import cache_dir
-
     key = hashlib.sha256((model + "\0" + "\0".join(r.prompt for r in dataset.rows)).encode()).hexdigest()[:20]
     return cache_dir() / "embeddings" / f"{dataset.name}-{key}.npy"
 
@@ -21,7 +19,7 @@ def cache_path(model: str, dataset: RoutingDataset) -> Path:
 def contexts(dataset: RoutingDataset, model: str = "") -> tuple[np.ndarray, np.ndarray, str]:
     """The router's context vector for every row (same features as live routing), the raw
     embeddings, and the model's name."""
-    from router_svc.embedder import Embedder, default_model_path
+    from bandit.embedder import Embedder, default_model_path
 
     name = model or default_model_path()
     path = cache_path(name, dataset)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from router_svc.policies import POLICIES, make_policy
+from bandit.policies import POLICIES, make_policy
 
 from . import ope
 from .logs import LoggedDecisions, load

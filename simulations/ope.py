@@ -54,6 +54,8 @@ ESTIMATORS: dict[str, type[Estimator]] = {}
 
 
 def register(cls):
+    if cls.name in ESTIMATORS:
+        raise ValueError(f"estimator {cls.name!r} registered twice")
     ESTIMATORS[cls.name] = cls
     return cls
 

@@ -11,16 +11,13 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from multiprocessing import get_context
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from router_svc.policies import POLICIES, make_policy
+from bandit.policies import POLICIES, make_policy
 
+from .streams import Stream
 from .warmstart import pretrain
-
-if TYPE_CHECKING:
-    from .replay import Stream
 
 # Tuned on llmrouter_9models (2 seeds, cost weights 0 and 0.1): the full 390-feature context
 # beats a 64-dimensional projection by about 0.03 quality there.

@@ -1,7 +1,7 @@
 """`python -m simulations.replay`: replay a routing data set through the router's policies.
 
 Bandit replay: each policy sees only the outcome of the expert it chose, through the
-same objects the router uses (router_svc.policies), with rewards delivered `--delay`
+same objects the router uses (bandit.policies), with rewards delivered `--delay`
 queries late as they are through Kafka. Every learned policy is swept over a grid of
 cost weights for the cost-quality frontier; baselines (each single expert, random,
 oracle) are computed beside it. Writes DIR/report.json, DIR/report.md and plots.
@@ -17,59 +17,21 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from router_svc.policies import POLICIES
+from bandit.policies import POLICIES
+from common.dataset import RoutingDataset
 
 from . import metrics, supervised
-from .dataset import RoutingDataset
 from .embeddings import contexts
 from .policy_runs import Jobs, all_bandit_picks, parse_params, policy_params
+from .streams import Run, Stream, streams
 from .warmstart import labelled_rows
 
 DEFAULT_POLICIES = "linucb,lints,vw,epsilon_greedy"
 SWEEP = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0)
-
-
-@dataclass
-class Run:
-    quality: float
-    cost: float                     # mean, in the data set's unit
-    premium_share: float
-    regret: float                   # cumulative: oracle reward - obtained reward, at this weight
-    traffic: dict[str, float]
-    regret_curve: list[float] = field(default_factory=list)
-    quality_curve: list[float] = field(default_factory=list)   # running mean quality over the stream
-    cost_curve: list[float] = field(default_factory=list)      # running mean cost over the stream
-
-
-@dataclass
-class Stream:
-    """One seed's replay: rows in arrival order, with drift applied. Costs are divided by
-    the premium expert's mean cost (`scale` converts back to the data set's unit)."""
-    experts: list[str]
-    premium: int
-    order: np.ndarray
-    x: np.ndarray                   # (n, d) contexts
-    quality: np.ndarray             # (n, K)
-    cost: np.ndarray                # (n, K)
-    scale: float
-
-    def summarize(self, picks: np.ndarray, weight: float, curve_points: int = 50) -> Run:
-        n = np.arange(len(picks))
-        q, c = self.quality[n, picks], self.cost[n, picks]
-        best = (self.quality - weight * self.cost).max(axis=1)
-        regret = np.cumsum(best - (q - weight * c))
-        counts = Counter(picks.tolist())
-        idx = np.linspace(0, len(picks) - 1, curve_points).astype(int)
-        running = np.arange(1, len(picks) + 1)
-        return Run(float(q.mean()), float(c.mean() * self.scale), counts[self.premium] / len(picks),
-                   float(regret[-1]), {self.experts[k]: v / len(picks) for k, v in counts.items()},
-                   regret[idx].round(4).tolist(), (np.cumsum(q) / running)[idx].round(5).tolist(),
-                   (np.cumsum(c) * self.scale / running)[idx].tolist())
 
 
 def parse_drift(spec: str, experts: list[str]) -> tuple[int, float, float]:
@@ -83,23 +45,6 @@ def parse_drift(spec: str, experts: list[str]) -> tuple[int, float, float]:
     if name not in experts or not 0.0 <= frac <= 1.0:
         raise SystemExit(f"--drift {spec!r}: expert must be one of {experts}, fraction in [0, 1]")
     return experts.index(name), delta, frac
-
-
-def streams(ds: RoutingDataset, x: np.ndarray, seeds: int, drift: list[tuple[int, float, float]],
-            rows: np.ndarray | None = None) -> list[Stream]:
-    """One shuffled stream per seed, of `rows` (indices; default every row)."""
-    q, c = ds.outcome_arrays()
-    premium = ds.experts.index(ds.premium)
-    scale = float(c[:, premium].mean()) or 1.0
-    rows = np.arange(len(ds.rows)) if rows is None else rows
-    out = []
-    for s in range(seeds):
-        order = np.random.default_rng(s).permutation(rows)
-        qs = q[order].copy()
-        for k, delta, frac in drift:
-            qs[int(frac * len(order)):, k] = np.clip(qs[int(frac * len(order)):, k] + delta, 0.0, 1.0)
-        out.append(Stream(ds.experts, premium, order, x[order], qs, c[order] / scale, scale))
-    return out
 
 
 class Baselines:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from router_svc.policies import POLICIES, Policy, make_policy
+from bandit.policies import POLICIES, Policy, make_policy
 
 from . import supervised
-from .dataset import RoutingDataset
+from common.dataset import RoutingDataset
 
 
 def pretrain(policy: Policy, x: np.ndarray, quality: np.ndarray, cost: np.ndarray, experts: list[str],

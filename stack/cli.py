@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common.lifecycle import wait_for_signal
 from common.logs import setup_logging
-from simulations.dataset import BUNDLED, RoutingDataset
+from common.dataset import BUNDLED, RoutingDataset
 
 from .experts_file import replay_catalog
 from .local import LocalStack, ServiceProcess

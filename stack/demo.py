@@ -20,7 +20,7 @@ import grpc
 
 from common.logs import setup_logging
 from proto import router_pb2, router_pb2_grpc
-from simulations.dataset import BUNDLED, RoutingDataset
+from common.dataset import BUNDLED, RoutingDataset
 from simulations.policy_runs import POLICY_PARAMS as REPLAY_PARAMS
 
 from .experts_file import replay_catalog

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from simulations.dataset import RoutingDataset
+from common.dataset import RoutingDataset
 
 
 def _toml_value(v) -> str:

@@ -12,7 +12,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .procs import cache_dir, free_port, stop_process, wait_port
+from common.cache import cache_dir
+
+from .procs import free_port, stop_process, wait_port
 
 log = logging.getLogger(__name__)
 POM = Path(__file__).with_name("kafka") / "pom.xml"

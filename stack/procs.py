@@ -1,18 +1,11 @@
 """Starting and stopping local server processes, and waiting for their ports."""
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
-
-
-def cache_dir() -> Path:
-    d = Path(os.environ.get("BR_CACHE_DIR", Path.home() / ".cache" / "bandit-router"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def free_port() -> int:

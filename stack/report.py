@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from simulations.dataset import Row, RoutingDataset
+from common.dataset import Row, RoutingDataset
 
 
 class DemoLog:

@@ -69,7 +69,7 @@ def prefix() -> str:
 
 @pytest.fixture(scope="session")
 def embedder():
-    from router_svc.embedder import Embedder
+    from bandit.embedder import Embedder
 
     return Embedder()
 
@@ -82,7 +82,7 @@ def two_kind_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prompts(two_kind_data) -> dict[str, list[str]]:
     """The data set's prompts by kind ("math", "trivia"): replay experts only know these."""
-    from simulations.dataset import RoutingDataset
+    from common.dataset import RoutingDataset
 
     rows = RoutingDataset.load(two_kind_data).rows
     return {k: [r.prompt for r in rows if r.task == k] for k in ("math", "trivia")}

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from common.codec import BadEvent, decode, require_uuid
 from common.experts import ExpertConfig
-from common.kafka import GroupMembership, dead_letter, make_consumer, now_ms, send_dead_letter
+from common.kafka import GroupMembership, dead_letter, make_consumer, now_ms, rewind, send_dead_letter
 from common.lifecycle import cancel_task
 from common.settings import WorkerSettings
 from proto import events_pb2
@@ -90,9 +90,7 @@ class ExpertPool:
                     log.warning("%s pool: %s; retrying the batch", self.expert.name, exc)
                 else:
                     log.exception("%s pool: unexpected error; retrying the batch", self.expert.name)
-                for tp, rs in batches.items():
-                    if tp in self.consumer.assignment():
-                        self.consumer.seek(tp, rs[0].offset)
+                rewind(self.consumer, batches)
                 await asyncio.sleep(0.5)
 
     async def _handle(self, record) -> None:

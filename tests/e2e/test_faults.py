@@ -19,7 +19,7 @@ from common.redis_client import connect
 from common.snapshots import SnapshotStore
 from common.codec import decode
 from proto import events_pb2, router_pb2, router_pb2_grpc
-from simulations.dataset import RoutingDataset
+from common.dataset import RoutingDataset
 from stack.experts_file import write_catalog
 from stack.local import LocalStack, ServiceProcess
 from tests.helpers import eventually, read_to_end

@@ -21,7 +21,7 @@ from common.codec import decode
 from common.redis_client import connect
 from common.snapshots import SnapshotStore
 from proto import events_pb2, router_pb2, router_pb2_grpc
-from simulations.dataset import BUNDLED, RoutingDataset
+from common.dataset import BUNDLED, RoutingDataset
 from stack.experts_file import replay_catalog
 from stack.local import ServiceProcess
 from tests.helpers import eventually, read_to_end
@@ -140,7 +140,7 @@ async def _newer(store: SnapshotStore, version: int) -> bool:
 
 def _update_counts(parts: dict[str, bytes]) -> dict[str, int]:
     """Updates learned per expert, read from the snapshot as a new router would."""
-    from router_svc.policies import make_policy
+    from bandit.policies import make_policy
 
     meta = json.loads(parts["__meta__"])
     policy = make_policy(meta["policy"], meta["dim"], meta["params"])

@@ -18,7 +18,7 @@ from common.codec import decode
 from common.kafka import make_producer
 from common.snapshots import SnapshotStore
 from proto import events_pb2, router_pb2, router_pb2_grpc
-from simulations.dataset import RoutingDataset
+from common.dataset import RoutingDataset
 from stack.experts_file import write_catalog
 from stack.local import ServiceProcess
 from tests.helpers import eventually, read_topic, scrape

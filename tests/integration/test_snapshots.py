@@ -1,6 +1,8 @@
 """Versioned snapshots in a real Redis: shards, rollback, trimming, dedupe marks."""
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from common.redis_client import connect
@@ -9,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from common.snapshots import SnapshotStore
 from feedback.learner import Learner
 from proto import events_pb2
-from router_svc.policies import make_policy
+from bandit.policies import make_policy
 
 
 @pytest.fixture
@@ -139,3 +141,27 @@ async def test_input_offsets_are_stored_with_the_snapshot_and_only_grow(store):
     await store.record_offsets({"rewards:0": 3})                      # older: ignored
     assert await store.offsets() == {"rewards:0": 5, "rewards:1": 9}
     assert await store.current_version() == 1
+
+
+async def test_rollback_command_serves_an_earlier_version_and_the_learner_builds_on_it(
+        stack, prefix, monkeypatch, capsys):
+    from feedback import rollback
+
+    r = connect(stack.redis_url)
+    store = SnapshotStore(r, f"br:{prefix}", "linucb")
+    learner = Learner(linucb4, store, seen_ttl_s=60)
+    for i in range(3):                                   # versions 1, 2, 3: a learns 1, 2, 3 rewards
+        await learner.apply([reward(i, "a")])
+    monkeypatch.setenv("BR_REDIS_URL", stack.redis_url)
+    monkeypatch.setenv("BR_TOPIC_PREFIX", prefix)
+    await asyncio.to_thread(rollback.main, [])
+    assert "now serving version 2 (was 3)" in capsys.readouterr().out
+    assert await store.current_version() == 2
+    with pytest.raises(SystemExit, match=r"version 99 is not retained; retained versions: \[3, 2, 1\]"):
+        await asyncio.to_thread(rollback.main, ["--to", "99"])
+    await asyncio.to_thread(rollback.main, ["--to", "1"])
+    await learner.apply([reward(10, "a")])               # the learner notices and goes on from v1
+    router = linucb4()
+    router.load_parts((await store.load()).parts)
+    assert router.counts == {"a": 2}
+    await r.aclose()

@@ -14,7 +14,7 @@ from common.snapshots import SnapshotStore
 from proto import router_pb2
 from router_svc.app import RouterApp
 from simulations import warmstart
-from simulations.dataset import RoutingDataset
+from common.dataset import RoutingDataset
 from stack.experts_file import write_catalog
 from tests.helpers import bounded
 

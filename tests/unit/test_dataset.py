@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.dataset import BUNDLED, DatasetError, RoutingDataset
+from common.dataset import BUNDLED, DatasetError, RoutingDataset
 
 
 def write(tmp_path: Path, rows: list, experts=("x", "y"), premium="y") -> Path:

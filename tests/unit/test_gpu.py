@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from router_svc.policies import make_policy
+from bandit.policies import make_policy
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
 
 
 @needs_gpu
 def test_embedder_on_cuda_matches_cpu():
-    from router_svc.embedder import Embedder
+    from bandit.embedder import Embedder
 
     texts = ["What is the capital of Peru?", "Integrate x^2 from 0 to 3."]
     gpu, cpu = Embedder(device="cuda"), Embedder(device="cpu")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router_svc.policies import make_policy
-from router_svc.policies.pacing import BudgetPacer
+from bandit.policies import make_policy
+from bandit.pacing import BudgetPacer
 
 D, T = 6, 4000
 COST = {"premium": 1.0, "small": 0.1}

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router_svc.policies import POLICIES, make_policy
-from router_svc.policies.linear import LinUCB
+from bandit.policies import POLICIES, make_policy
+from bandit.policies.linear import LinUCB
 
 DIM = 12
 EXPERTS = ["a", "b", "c"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router_svc.policies import make_policy
+from bandit.policies import make_policy
 
 D, K, T = 8, 4, 2000
 EXPERTS = [f"e{k}" for k in range(K)]

@@ -48,6 +48,8 @@ BACKENDS: dict[str, type[ExpertBackend]] = {}
 
 
 def register(cls: type[ExpertBackend]) -> type[ExpertBackend]:
+    if cls.name in BACKENDS:
+        raise ValueError(f"backend {cls.name!r} registered twice")
     BACKENDS[cls.name] = cls
     return cls
 

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 
 from proto import events_pb2
-from simulations.dataset import RoutingDataset
+from common.dataset import RoutingDataset
 
 from .base import Answer, BackendError, ExpertBackend, estimate_tokens, register
 

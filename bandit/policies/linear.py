@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import Choice, Policy, PolicyParams, Score, register
-from .projection import Projection
+from ..projection import Projection
 
 
 @dataclass(frozen=True)

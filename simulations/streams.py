@@ -1,0 +1,68 @@
+"""Replay streams: one shuffled pass over a data set's rows per seed, and its summary.
+
+Costs are divided by the premium expert's mean cost inside a stream, so a cost weight of
+0.1 means "the premium expert's average cost is worth 0.1 quality" on any data set.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from common.dataset import RoutingDataset
+
+
+@dataclass
+class Run:
+    quality: float
+    cost: float                     # mean, in the data set's unit
+    premium_share: float
+    regret: float                   # cumulative: oracle reward - obtained reward, at this weight
+    traffic: dict[str, float]
+    regret_curve: list[float] = field(default_factory=list)
+    quality_curve: list[float] = field(default_factory=list)   # running mean quality over the stream
+    cost_curve: list[float] = field(default_factory=list)      # running mean cost over the stream
+
+
+@dataclass
+class Stream:
+    """One seed's replay: rows in arrival order, with drift applied. Costs are divided by
+    the premium expert's mean cost (`scale` converts back to the data set's unit)."""
+    experts: list[str]
+    premium: int
+    order: np.ndarray
+    x: np.ndarray                   # (n, d) contexts
+    quality: np.ndarray             # (n, K)
+    cost: np.ndarray                # (n, K)
+    scale: float
+
+    def summarize(self, picks: np.ndarray, weight: float, curve_points: int = 50) -> Run:
+        n = np.arange(len(picks))
+        q, c = self.quality[n, picks], self.cost[n, picks]
+        best = (self.quality - weight * self.cost).max(axis=1)
+        regret = np.cumsum(best - (q - weight * c))
+        counts = Counter(picks.tolist())
+        idx = np.linspace(0, len(picks) - 1, curve_points).astype(int)
+        running = np.arange(1, len(picks) + 1)
+        return Run(float(q.mean()), float(c.mean() * self.scale), counts[self.premium] / len(picks),
+                   float(regret[-1]), {self.experts[k]: v / len(picks) for k, v in counts.items()},
+                   regret[idx].round(4).tolist(), (np.cumsum(q) / running)[idx].round(5).tolist(),
+                   (np.cumsum(c) * self.scale / running)[idx].tolist())
+
+
+def streams(ds: RoutingDataset, x: np.ndarray, seeds: int, drift: list[tuple[int, float, float]],
+            rows: np.ndarray | None = None) -> list[Stream]:
+    """One shuffled stream per seed, of `rows` (indices; default every row)."""
+    q, c = ds.outcome_arrays()
+    premium = ds.experts.index(ds.premium)
+    scale = float(c[:, premium].mean()) or 1.0
+    rows = np.arange(len(ds.rows)) if rows is None else rows
+    out = []
+    for s in range(seeds):
+        order = np.random.default_rng(s).permutation(rows)
+        qs = q[order].copy()
+        for k, delta, frac in drift:
+            qs[int(frac * len(order)):, k] = np.clip(qs[int(frac * len(order)):, k] + delta, 0.0, 1.0)
+        out.append(Stream(ds.experts, premium, order, x[order], qs, c[order] / scale, scale))
+    return out
