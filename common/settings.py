@@ -72,7 +72,15 @@ class InfraSettings(BaseSettings):
         return f"br:{self.topic_prefix}"
 
 
-class RouterSettings(InfraSettings):
+class PolicySettings(InfraSettings):
+    """The policy routers, learners and tools must agree on (BR_POLICY, BR_POLICY_PARAMS)."""
+
+    model_config = _env()
+    policy: str = "linucb"
+    policy_params: dict = Field(default_factory=dict)
+
+
+class RouterSettings(PolicySettings):
     model_config = _env()
     host: str = "127.0.0.1"
     port: int = 50051                        # 0 = pick a free port (tests)
@@ -81,8 +89,6 @@ class RouterSettings(InfraSettings):
     embedding_device: str = ""               # "" = cuda when available, else cpu
     embed_batch_size: int = Field(default=32, ge=1)
     embed_max_wait_ms: float = Field(default=2.0, ge=0)
-    policy: str = "linucb"
-    policy_params: dict = Field(default_factory=dict)
     default_cost_weight: float = Field(default=0.0, ge=0)
     default_timeout_ms: int = Field(default=10_000, ge=1)
     expert_timeout_share: float = Field(default=0.6, gt=0, le=1)  # of the deadline, before falling back
@@ -104,15 +110,13 @@ class WorkerSettings(InfraSettings):
     claim_ttl_s: float = Field(default=600.0, gt=0)         # a claim on a request without a deadline
 
 
-class FeedbackSettings(InfraSettings):
+class FeedbackSettings(PolicySettings):
     model_config = _env()
     app_id: str = "bandit-router-feedback"                  # prefix of the join's and learner's groups
     decision_ttl_s: float = Field(default=86_400.0, gt=0)   # ratings after this are dead-lettered
     unknown_grace_s: float = Field(default=30.0, ge=0)      # wait this long for a late decision
     sweep_interval_s: float = Field(default=5.0, gt=0)
     failure_quality: float = 0.0                            # quality of a failed/timed-out expert
-    policy: str = "linucb"
-    policy_params: dict = Field(default_factory=dict)
     embedding_dim: int = Field(default=384, ge=1)           # must match the routers' model
     learner_batch: int = Field(default=256, ge=1)
     learner_flush_s: float = Field(default=0.25, gt=0)

@@ -12,7 +12,7 @@ import argparse
 import asyncio
 
 from common.redis_client import connect
-from common.settings import FeedbackSettings
+from common.cli import add_deployment_args, settings_from
 from common.snapshots import SnapshotStore
 
 
@@ -36,8 +36,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--to", type=int, help="the version to serve (default: the one before the current)")
     p.add_argument("--list", action="store_true", help="print the retained versions and stop")
+    add_deployment_args(p, redis=True, policy=True)
     args = p.parse_args(argv)
-    s = FeedbackSettings()
+    s = settings_from(args)
 
     async def run() -> None:
         redis = connect(s.redis_url)

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from common.codec import BadEvent, decode
 from common.kafka import make_consumer
+from common.settings import InfraSettings
 from proto import events_pb2
 
 
@@ -50,14 +51,14 @@ async def _read_all(bootstrap: str, topic: str, cls) -> list:
         await consumer.stop()
 
 
-async def export(bootstrap: str, prefix: str, out: Path) -> int:
+async def export(s: InfraSettings, out: Path) -> int:
     """Join router.decisions with router.rewards by decision_id; returns the rows written."""
-    decisions = {d.decision_id: d for d in await _read_all(bootstrap, f"{prefix}router.decisions",
-                                                           events_pb2.DecisionEvent)}
+    bootstrap = s.kafka_bootstrap
+    decisions = {d.decision_id: d for d in await _read_all(bootstrap, s.decisions_topic, events_pb2.DecisionEvent)}
     rows = 0
     with out.open("w") as fh:
         seen = set()
-        for r in await _read_all(bootstrap, f"{prefix}router.rewards", events_pb2.RewardEvent):
+        for r in await _read_all(bootstrap, s.rewards_topic, events_pb2.RewardEvent):
             d = decisions.get(r.decision_id)
             if d is None or r.decision_id in seen:
                 continue
@@ -130,12 +131,13 @@ def _check(line: str) -> dict:
 def main_export(argv=None) -> None:
     import argparse
 
+    from common.cli import add_deployment_args, settings_from
+
     ap = argparse.ArgumentParser(description="Export rewarded decisions from Kafka to JSON lines.")
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--topic-prefix", default="")
+    add_deployment_args(ap, kafka=True)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    n = asyncio.run(export(args.bootstrap, args.topic_prefix, args.out))
+    n = asyncio.run(export(settings_from(args), args.out))
     print(f"{n} rewarded decisions written to {args.out}")
 
 

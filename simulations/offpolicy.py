@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bandit.policies import POLICIES, make_policy
+from common.cli import add_deployment_args, settings_from
 
 from . import ope
 from .logs import LoggedDecisions, load
@@ -79,16 +80,16 @@ def evaluate_logs(logs: LoggedDecisions, name: str, params: dict, cost_weight: f
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--logs", type=Path, required=True, help="JSON lines from `python -m simulations.logs`")
-    ap.add_argument("--policy", required=True, help=f"one of {sorted(POLICIES)}")
-    ap.add_argument("--params", default="{}", help="the policy's hyperparameters as JSON")
+    add_deployment_args(ap, policy=True)
     ap.add_argument("--cost-weight", type=float, help="w in quality - w * cost (default: each decision's own)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--skip-bad", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    if args.policy not in POLICIES:
-        raise SystemExit(f"unknown policy {args.policy!r}; registered: {sorted(POLICIES)}")
-    report = evaluate_logs(load(args.logs, args.skip_bad), args.policy, json.loads(args.params),
+    s = settings_from(args)
+    if s.policy not in POLICIES:
+        raise SystemExit(f"unknown policy {s.policy!r}; registered: {sorted(POLICIES)}")
+    report = evaluate_logs(load(args.logs, args.skip_bad), s.policy, s.policy_params,
                            args.cost_weight, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ope.json").write_text(json.dumps(report, indent=1))

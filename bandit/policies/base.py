@@ -5,7 +5,8 @@ replay simulator. A policy is built from a frozen, validated hyperparameter data
 (`Params`) and holds only numbers; randomness comes from a seeded numpy Generator.
 
 Snapshots are split into named parts so that learner shards can publish the arms they
-own: disjoint-arm policies keep one part per expert plus the shared "__meta__" part.
+own: `ArmPolicy` (disjoint arms) keeps one part per expert plus the shared "__meta__"
+part; a policy with one shared model (VW, neural-linear) keeps one part beside it.
 """
 from __future__ import annotations
 
@@ -99,51 +100,49 @@ class Policy(ABC):
     def _update(self, expert: str, context: np.ndarray, quality: float, cost: float) -> None: ...
 
     # -- snapshots ---------------------------------------------------------------
-    def part_of(self, expert: str) -> str:
-        """The snapshot part an update to `expert` changes (disjoint arms: the expert)."""
-        return expert
+    # A snapshot is named parts: META (the settings, checked on load) plus the policy's
+    # own. part_of() says which part an update to an expert changes, so that learner
+    # shards can each publish what they own.
+    @abstractmethod
+    def part_of(self, expert: str) -> str: ...
+
+    @abstractmethod
+    def _state_parts(self, experts: Sequence[str] | None) -> dict[str, bytes]:
+        """Serialized learned state: the parts of `experts` (all when None)."""
+
+    @abstractmethod
+    def _load_state(self, parts: dict[str, bytes]) -> None:
+        """Load serialized parts (META already checked and removed)."""
 
     def parts(self, experts: Sequence[str] | None = None) -> dict[str, bytes]:
-        """Serialized state: the meta part plus the parts of `experts` (all when None)."""
-        names = self.known_experts() if experts is None else experts
-        out = {META: json.dumps({"policy": self.name, "dim": self.dim, "params": asdict(self.params)}).encode()}
-        for e in names:
-            out[self.part_of(e)] = _pack({**self._arm_state(e), "_updates": np.array(self.counts.get(e, 0))})
-        return out
+        """The meta part plus the parts of `experts` (all when None)."""
+        return {META: self._meta(), **self._state_parts(experts)}
 
     def load_parts(self, parts: dict[str, bytes]) -> None:
-        """Load serialized parts; the meta part is checked first, before any arm changes."""
+        """Load serialized parts; the meta part is checked first, before any state changes."""
         if META in parts:
-            meta = json.loads(parts[META])
-            mine = json.loads(json.dumps(asdict(self.params)))
-            theirs = dict(meta["params"])
-            for key in self.params.RUNTIME:
-                mine.pop(key, None)
-                theirs.pop(key, None)
-            if meta["policy"] != self.name or meta["dim"] != self.dim or theirs != mine:
-                raise ValueError(f"snapshot is {meta['policy']} at dim {meta['dim']} with {meta['params']}; "
-                                 f"this policy is {self.name} at dim {self.dim} with {mine}: "
-                                 "routers and learners must run the same policy settings")
-        for name, blob in parts.items():
-            if name != META:
-                state = _unpack(blob)
-                self.counts[name] = int(state.pop("_updates", 0))
-                self._load_arm(name, state)
+            self._check_meta(json.loads(parts[META]))
+        self._load_state({k: v for k, v in parts.items() if k != META})
+
+    def _meta(self) -> bytes:
+        return json.dumps({"policy": self.name, "dim": self.dim, "params": asdict(self.params)}).encode()
+
+    def _check_meta(self, meta: dict) -> None:
+        mine = json.loads(json.dumps(asdict(self.params)))
+        theirs = dict(meta["params"])
+        for key in self.params.RUNTIME:
+            mine.pop(key, None)
+            theirs.pop(key, None)
+        if meta["policy"] != self.name or meta["dim"] != self.dim or theirs != mine:
+            raise ValueError(f"snapshot is {meta['policy']} at dim {meta['dim']} with {meta['params']}; "
+                             f"this policy is {self.name} at dim {self.dim} with {mine}: "
+                             "routers and learners must run the same policy settings")
 
     def snapshot(self) -> bytes:
         return _pack({k: np.frombuffer(v, dtype=np.uint8) for k, v in self.parts().items()})
 
     def restore(self, blob: bytes) -> None:
         self.load_parts({k: v.tobytes() for k, v in _unpack(blob).items()})
-
-    @abstractmethod
-    def known_experts(self) -> list[str]: ...
-
-    @abstractmethod
-    def _arm_state(self, expert: str) -> dict[str, np.ndarray]: ...
-
-    @abstractmethod
-    def _load_arm(self, expert: str, state: dict[str, np.ndarray]) -> None: ...
 
     # -- helpers -----------------------------------------------------------------
     def _check_context(self, context: np.ndarray) -> np.ndarray:
@@ -169,6 +168,33 @@ class Policy(ABC):
         """Argmax with ties broken at random (so untried experts are not ordered by name)."""
         best = np.flatnonzero(values >= values.max() - 1e-12)
         return eligible[int(best[0] if len(best) == 1 else self.rng.choice(best))]
+
+
+class ArmPolicy(Policy):
+    """A policy with one independent model per expert: one snapshot part per expert, so
+    each learner shard publishes the arms of the experts whose rewards it reads."""
+
+    def part_of(self, expert: str) -> str:
+        return expert
+
+    @abstractmethod
+    def known_experts(self) -> list[str]: ...
+
+    @abstractmethod
+    def _arm_state(self, expert: str) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def _load_arm(self, expert: str, state: dict[str, np.ndarray]) -> None: ...
+
+    def _state_parts(self, experts):
+        names = self.known_experts() if experts is None else experts
+        return {e: _pack({**self._arm_state(e), "_updates": np.array(self.counts.get(e, 0))}) for e in names}
+
+    def _load_state(self, parts):
+        for name, blob in parts.items():
+            state = _unpack(blob)
+            self.counts[name] = int(state.pop("_updates", 0))
+            self._load_arm(name, state)
 
 
 def _pack(arrays: dict[str, np.ndarray]) -> bytes:

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import Choice, Policy, PolicyParams, Score, register
+from .base import ArmPolicy, Choice, PolicyParams, Score, register
 
 
-class _MeanTracker(Policy):
+class _MeanTracker(ArmPolicy):
     """Running mean of quality and cost per expert (the state every baseline keeps)."""
 
     def __init__(self, dim, params=None, seed=None):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import Choice, Policy, PolicyParams, Score, register
+from .base import ArmPolicy, Choice, PolicyParams, Score, register
 from ..projection import Projection
 
 
@@ -54,7 +54,7 @@ class _Arm:
         self.theta = np.stack([self.A_inv @ self.b_q, self.A_inv @ self.b_c])   # rows: quality, cost
 
 
-class _LinearPolicy(Policy):
+class _LinearPolicy(ArmPolicy):
     """The per-expert ridge regressions; subclasses decide how to explore.
 
     Learning runs in float64. Selection reads float32 copies of every arm kept in one

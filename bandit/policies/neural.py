@@ -13,13 +13,12 @@ learner keeps the network and heads and refills the buffer from new rewards.
 from __future__ import annotations
 
 import io
-import json
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from .base import META, Choice, Policy, PolicyParams, register
+from .base import Choice, Policy, PolicyParams, register
 from .linear import LinTS
 
 MODEL = "__neural__"
@@ -134,19 +133,14 @@ class NeuralLinear(Policy):
     def part_of(self, expert: str) -> str:
         return MODEL
 
-    def known_experts(self) -> list[str]:
-        return list(self.experts)
-
-    def parts(self, experts=None) -> dict[str, bytes]:
+    def _state_parts(self, experts=None) -> dict[str, bytes]:
         buf = io.BytesIO()
         self.torch.save({"body": self.body.state_dict(), "out": self.out.state_dict() if self.out else None,
                          "experts": self.experts, "counts": self.counts,
                          "head": self.head.snapshot()}, buf)
-        meta = {"policy": self.name, "dim": self.dim, "params": asdict(self.params)}
-        return {META: json.dumps(meta).encode(), MODEL: buf.getvalue()}
+        return {MODEL: buf.getvalue()}
 
-    def load_parts(self, parts: dict[str, bytes]) -> None:
-        super().load_parts({k: v for k, v in parts.items() if k == META})   # checks the settings
+    def _load_state(self, parts: dict[str, bytes]) -> None:
         if MODEL not in parts:
             return
         state = self.torch.load(io.BytesIO(parts[MODEL]), map_location=self.device, weights_only=True)
@@ -159,9 +153,3 @@ class NeuralLinear(Policy):
         self.counts = dict(state["counts"])
         self.head = self._new_head()
         self.head.restore(state["head"])
-
-    def _arm_state(self, expert):   # not used: parts() is overridden
-        raise NotImplementedError
-
-    def _load_arm(self, expert, state) -> None:
-        raise NotImplementedError

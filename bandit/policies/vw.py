@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import vowpalwabbit
 
-from .base import META, Choice, Policy, PolicyParams, register
+from .base import Choice, Policy, PolicyParams, register
 
 MODEL = "__vw_model__"
 ALGORITHMS = ("squarecb", "epsilon")
@@ -97,10 +97,7 @@ class VowpalWabbit(Policy):
     def part_of(self, expert: str) -> str:
         return MODEL
 
-    def known_experts(self) -> list[str]:
-        return list(self.counts)
-
-    def parts(self, experts=None) -> dict[str, bytes]:
+    def _state_parts(self, experts=None) -> dict[str, bytes]:
         fd, path = tempfile.mkstemp(suffix=".vw")
         os.close(fd)
         try:
@@ -108,12 +105,9 @@ class VowpalWabbit(Policy):
             model = open(path, "rb").read()
         finally:
             os.unlink(path)
-        meta = {"policy": self.name, "dim": self.dim, "params": asdict(self.params)}
-        return {META: json.dumps(meta).encode(),
-                MODEL: json.dumps({"counts": self.counts}).encode() + b"\n" + model}
+        return {MODEL: json.dumps({"counts": self.counts}).encode() + b"\n" + model}
 
-    def load_parts(self, parts: dict[str, bytes]) -> None:
-        super().load_parts({k: v for k, v in parts.items() if k == META})   # checks the settings
+    def _load_state(self, parts: dict[str, bytes]) -> None:
         if MODEL not in parts:
             return
         header, model = parts[MODEL].split(b"\n", 1)
@@ -126,12 +120,6 @@ class VowpalWabbit(Policy):
         finally:
             os.unlink(path)
         self.counts = {k: int(v) for k, v in json.loads(header)["counts"].items()}
-
-    def _arm_state(self, expert):   # not used: parts() is overridden
-        raise NotImplementedError
-
-    def _load_arm(self, expert, state) -> None:
-        raise NotImplementedError
 
 
 def _token(name: str) -> str:

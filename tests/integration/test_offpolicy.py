@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from common.kafka import make_producer
+from common.settings import InfraSettings
 from proto import events_pb2
 from simulations import logs as logmod
 from simulations import offpolicy
@@ -71,7 +72,7 @@ async def test_export_joins_decisions_and_rewards_from_kafka(stack, prefix, tmp_
     await producer.send_and_wait(f"{prefix}router.rewards", b"\xff garbage")
     await producer.stop()
     out = tmp_path / "logs.jsonl"
-    assert await logmod.export(stack.kafka_bootstrap, prefix, out) == 2
+    assert await logmod.export(InfraSettings(kafka_bootstrap=stack.kafka_bootstrap, topic_prefix=prefix), out) == 2
     rows = logmod.load(out).rows
     assert {r["decision_id"] for r in rows} == set(ids[:2])
     assert rows[0]["probabilities"] == pytest.approx({"a": 0.6, "b": 0.4}) and rows[0]["cost_weight"] == 0.5

@@ -42,3 +42,23 @@ def test_bad_catalogs_are_named(tmp_path, toml, message):
     path.write_text(toml)
     with pytest.raises(ValueError, match=message):
         ExpertCatalog.from_file(path)
+
+
+def test_tools_take_the_deployment_from_the_services_settings_and_flags_override(monkeypatch):
+    import argparse
+
+    from common.cli import add_deployment_args, settings_from
+
+    p = argparse.ArgumentParser()
+    add_deployment_args(p, kafka=True, redis=True, policy=True)
+    monkeypatch.setenv("BR_TOPIC_PREFIX", "prod.")
+    monkeypatch.setenv("BR_POLICY", "lints")
+    monkeypatch.setenv("BR_POLICY_PARAMS", '{"v": 0.2}')
+    s = settings_from(p.parse_args([]))
+    assert (s.policy, s.policy_params, s.redis_prefix, s.rewards_topic) == ("lints", {"v": 0.2}, "br:prod.",
+                                                                          "prod.router.rewards")
+    s = settings_from(p.parse_args(["--topic-prefix", "", "--policy", "linucb", "--params", '{"alpha": 1}',
+                                    "--bootstrap", "h:1"]))
+    assert (s.policy, s.policy_params, s.redis_prefix, s.kafka_bootstrap) == ("linucb", {"alpha": 1}, "br:", "h:1")
+    with pytest.raises(SystemExit, match="^error: --params is not JSON"):
+        settings_from(p.parse_args(["--params", "{nope"]))
