@@ -19,8 +19,6 @@ class BudgetPacer:
     step: float = 0.05
     max_weight: float = 1e6
     mu: float = 0.0               # the dual variable: extra cost weight
-    spent: float = 0.0
-    queries: int = 0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.budget) and self.budget > 0):
@@ -33,10 +31,4 @@ class BudgetPacer:
         return request_weight + self.mu
 
     def observe(self, cost: float) -> None:
-        self.spent += cost
-        self.queries += 1
         self.mu = min(max(self.mu + self.step * (cost - self.budget) / self.budget, 0.0), self.max_weight)
-
-    @property
-    def mean_cost(self) -> float:
-        return self.spent / self.queries if self.queries else 0.0

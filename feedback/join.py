@@ -139,6 +139,3 @@ def due_at(st: events_pb2.JoinState, rules: JoinRules) -> int:
         return st.first_seen_ms + rules.grace_ms
     return st.first_seen_ms + (2 * rules.ttl_ms if st.expired else rules.ttl_ms)
 
-
-def needs_sweep(st: events_pb2.JoinState, now: int, rules: JoinRules) -> bool:
-    return now >= due_at(st, rules)

@@ -32,7 +32,6 @@ class Learner:
         self.make_policy = make_policy
         self.store = store
         self.seen_ttl_s = seen_ttl_s
-        self.applied = 0
         self.skipped = 0
         self.forget()
 
@@ -81,7 +80,6 @@ class Learner:
             raise
         self._have.update({k: version for k in parts})
         self.version = version
-        self.applied += len(fresh)
         metrics.LEARNED.inc(len(fresh))
         metrics.SNAPSHOT_VERSION.set(version)
         log.info("learned %d rewards (%s); snapshot v%d", len(fresh), ",".join(sorted(experts)), version)

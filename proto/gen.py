@@ -14,14 +14,16 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ["proto/events.proto", "proto/router.proto"]
+SERVICES = ["proto/router.proto"]      # events.proto has messages only: no gRPC stubs for it
 
 
 def generate(out_dir: Path) -> None:
     include = Path(protoc.__file__).parent / "_proto"
-    args = ["protoc", f"-I{ROOT}", f"-I{include}", f"--python_out={out_dir}",
-            f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}", *PROTOS]
-    if protoc.main(args) != 0:
-        raise SystemExit("protoc failed")
+    base = ["protoc", f"-I{ROOT}", f"-I{include}"]
+    for args in ([f"--python_out={out_dir}", f"--pyi_out={out_dir}", *PROTOS],
+                 [f"--grpc_python_out={out_dir}", *SERVICES]):
+        if protoc.main(base + args) != 0:
+            raise SystemExit("protoc failed")
 
 
 def main() -> None:

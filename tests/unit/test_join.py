@@ -95,9 +95,9 @@ def test_decide_mode_takes_cost_from_the_rating():
 def test_unknown_decision_is_dead_lettered_after_the_grace_period():
     did = str(uuid.uuid4())
     state, _, _ = feed([(join.RATING, rating(did))], now=0)
-    assert not join.needs_sweep(state, 500, RULES)
+    assert join.due_at(state, RULES) > 500
     assert join.apply(state, join.SWEEP, None, 500, RULES).state is not None
-    assert join.needs_sweep(state, 1_000, RULES)
+    assert join.due_at(state, RULES) <= 1_000
     out = join.apply(state, join.SWEEP, None, 1_000, RULES)
     assert out.state is None and out.dead[0][0].startswith("unknown decision_id")
 
@@ -105,7 +105,7 @@ def test_unknown_decision_is_dead_lettered_after_the_grace_period():
 def test_expired_decision_turns_late_ratings_into_dead_letters():
     did = str(uuid.uuid4())
     state, _, _ = feed([(join.DECISION, decision(did)), (join.RESULT, result(did))], now=0)
-    assert join.needs_sweep(state, 10_000, RULES)
+    assert join.due_at(state, RULES) <= 10_000
     tomb = join.apply(state, join.SWEEP, None, 10_000, RULES).state
     assert tomb.expired and not tomb.decision.context
     out = join.apply(tomb, join.RATING, rating(did), 10_001, RULES)
