@@ -115,6 +115,7 @@ class FeedbackSettings(PolicySettings):
     app_id: str = "bandit-router-feedback"                  # prefix of the join's and learner's groups
     decision_ttl_s: float = Field(default=86_400.0, gt=0)   # ratings after this are dead-lettered
     unknown_grace_s: float = Field(default=30.0, ge=0)      # wait this long for a late decision
+    reward_keep_s: float = Field(default=600.0, gt=0)       # keep a sent reward to resend on redelivery
     sweep_interval_s: float = Field(default=5.0, gt=0)
     failure_quality: float = 0.0                            # quality of a failed/timed-out expert
     embedding_dim: int = Field(default=384, ge=1)           # must match the routers' model

@@ -55,6 +55,7 @@ class JoinRules:
     ttl_ms: int
     grace_ms: int
     failure_quality: float
+    keep_reward_ms: int = 600_000   # a sent reward is kept this long, to be sent again on redelivery
 
 
 def apply(state: events_pb2.JoinState | None, kind: str, ev, now: int, rules: JoinRules) -> Outcome:
@@ -82,6 +83,7 @@ def apply(state: events_pb2.JoinState | None, kind: str, ev, now: int, rules: Jo
         if ev.attempt != 0:          # fallback answers are served, not learned from
             return Outcome(st)
         st.result.CopyFrom(ev)
+        st.result.ClearField("answer")     # the join needs ok and cost, not the answer text
     else:
         st.rating.CopyFrom(ev)
     return _maybe_reward(st, now, rules)
@@ -110,10 +112,14 @@ def _maybe_reward(st: events_pb2.JoinState, now: int, rules: JoinRules) -> Outco
     st.rewarded = True
     st.reward.CopyFrom(reward)
     del st.decision.context[:]      # the reward holds it now; keep the state small
+    st.decision.ClearField("probabilities")
+    st.decision.ClearField("scores")
     return Outcome(st, rewards=[reward])
 
 
 def _sweep(st: events_pb2.JoinState, now: int, rules: JoinRules) -> Outcome:
+    if st.HasField("reward") and now >= st.reward.ts_ms + rules.keep_reward_ms:
+        st.ClearField("reward")        # redeliveries are over: only the ids and flags stay, to the TTL
     age = now - st.first_seen_ms
     if not st.HasField("decision"):
         if age < rules.grace_ms:
@@ -134,8 +140,10 @@ def _sweep(st: events_pb2.JoinState, now: int, rules: JoinRules) -> Outcome:
 
 
 def due_at(st: events_pb2.JoinState, rules: JoinRules) -> int:
-    """When the state next needs a sweep: the grace for a lone rating, the TTL, then 2 x TTL."""
+    """When the state next needs a sweep: the grace for a lone rating, dropping a sent reward,
+    the TTL, then 2 x TTL."""
     if not st.HasField("decision"):
         return st.first_seen_ms + rules.grace_ms
-    return st.first_seen_ms + (2 * rules.ttl_ms if st.expired else rules.ttl_ms)
+    due = st.first_seen_ms + (2 * rules.ttl_ms if st.expired else rules.ttl_ms)
+    return min(due, st.reward.ts_ms + rules.keep_reward_ms) if st.HasField("reward") else due
 

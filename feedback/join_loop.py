@@ -40,7 +40,8 @@ class JoinLoop:
     def __init__(self, s: FeedbackSettings, store: JoinStore):
         self.s = s
         self.store = store
-        self.rules = join.JoinRules(int(s.decision_ttl_s * 1000), int(s.unknown_grace_s * 1000), s.failure_quality)
+        self.rules = join.JoinRules(int(s.decision_ttl_s * 1000), int(s.unknown_grace_s * 1000), s.failure_quality,
+                                    int(s.reward_keep_s * 1000))
         self.kinds = {s.decisions_topic: (join.DECISION, events_pb2.DecisionEvent),
                       s.results_topic: (join.RESULT, events_pb2.ExpertResult),
                       s.ratings_topic: (join.RATING, events_pb2.Rating)}

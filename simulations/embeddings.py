@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,11 @@ def cache_path(model: str, dataset: RoutingDataset) -> Path:
     return cache_dir() / "embeddings" / f"{dataset.name}-{key}.npy"
 
 
-def contexts(dataset: RoutingDataset, model: str = "") -> tuple[np.ndarray, np.ndarray, str]:
+def contexts(dataset: RoutingDataset, model: str = "", log=print,
+             chunk: int = 512) -> tuple[np.ndarray, np.ndarray, str]:
     """The router's context vector for every row (same features as live routing), the raw
-    embeddings, and the model's name."""
+    embeddings, and the model's name. Embedding a new data set takes minutes on a CPU: it
+    goes in chunks, with a progress line after each."""
     from bandit.embedder import Embedder, default_model_path
 
     name = model or default_model_path()
@@ -26,7 +29,14 @@ def contexts(dataset: RoutingDataset, model: str = "") -> tuple[np.ndarray, np.n
     if path.exists():
         emb = np.load(path)
     else:
-        emb = Embedder(name, batch_size=64).encode([r.prompt for r in dataset.rows])
+        embedder, prompts = Embedder(name, batch_size=64), [r.prompt for r in dataset.rows]
+        parts, t0 = [], time.monotonic()
+        for start in range(0, len(prompts), chunk):
+            parts.append(embedder.encode(prompts[start:start + chunk]))
+            done, took = start + len(parts[-1]), time.monotonic() - t0
+            log(f"  embedded {done}/{len(prompts)} queries ({took:.0f}s, about "
+                f"{took / done * (len(prompts) - done):.0f}s left; cached for the next run)")
+        emb = np.concatenate(parts) if parts else np.empty((0, embedder.dim), dtype=np.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, emb)
     ctx = np.stack([build_context(e, r.prompt, r.modality) for e, r in zip(emb, dataset.rows)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.request
+from contextlib import contextmanager
 from typing import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -91,3 +92,20 @@ async def read_to_end(bootstrap: str, topic: str, decode: Callable | None = None
     finally:
         await consumer.stop()
     return [decode(r.value) if decode else r for r in records]
+
+
+@contextmanager
+def running(procs: dict, ready_s: float = 180.0, tail: int = 4000):
+    """Spawn every service, wait until each is READY; stop them all after, printing each
+    log's tail (pytest shows it only when the test failed)."""
+    try:
+        for p in procs.values():
+            p.spawn()
+        for p in procs.values():
+            p.wait_ready(ready_s)
+        yield procs
+    finally:
+        for p in procs.values():
+            p.stop()
+        for name, p in procs.items():
+            print(f"----- {name} log (tail) -----\n{p.log_tail(tail)}")

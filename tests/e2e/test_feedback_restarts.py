@@ -24,7 +24,7 @@ from proto import events_pb2, router_pb2, router_pb2_grpc
 from common.dataset import BUNDLED, RoutingDataset
 from stack.experts_file import replay_catalog
 from stack.local import ServiceProcess
-from tests.helpers import eventually, read_to_end
+from tests.helpers import eventually, read_to_end, running
 
 REQUESTS = 480
 CLIENTS = 16
@@ -68,17 +68,8 @@ def services(stack, prefix, tmp_path):
     procs = {"feedback": ServiceProcess("feedback.main", env, tmp_path / "feedback.log"),
              "worker": ServiceProcess("workers.main", env, tmp_path / "worker.log"),
              "router": ServiceProcess("router_svc.main", env, tmp_path / "router.log")}
-    try:
-        for p in procs.values():
-            p.spawn()
-        for p in procs.values():
-            p.wait_ready(180)
+    with running(procs):
         yield procs, dataset
-    finally:
-        for p in procs.values():
-            p.stop()
-        for name, p in procs.items():   # shown by pytest only when the test failed
-            print(f"----- {name} log (tail) -----\n{p.log_tail(4000)}")
 
 
 async def test_every_rated_decision_is_learned_once_across_two_feedback_kills(services, stack, prefix):

@@ -21,7 +21,7 @@ from proto import events_pb2, router_pb2, router_pb2_grpc
 from common.dataset import RoutingDataset
 from stack.experts_file import write_catalog
 from stack.local import ServiceProcess
-from tests.helpers import eventually, read_topic, scrape
+from tests.helpers import eventually, read_topic, running, scrape
 
 TRAIN_EACH = 150
 
@@ -38,17 +38,8 @@ def services(stack, prefix, two_kind_data, tmp_path):
              "worker": ServiceProcess("workers.main", env, tmp_path / "worker.log"),
              "router_a": ServiceProcess("router_svc.main", {**env, "BR_SEED": "1"}, tmp_path / "router_a.log"),
              "router_b": ServiceProcess("router_svc.main", {**env, "BR_SEED": "2"}, tmp_path / "router_b.log")}
-    try:
-        for p in procs.values():
-            p.spawn()
-        for p in procs.values():
-            p.wait_ready(180)
+    with running(procs):
         yield procs, env
-    finally:
-        for p in procs.values():
-            p.stop()
-        for name, p in procs.items():   # shown by pytest only when the test failed
-            print(f"----- {name} log (tail) -----\n{p.log_tail(3000)}")
 
 
 async def test_router_learns_which_expert_fits_each_kind(services, stack, prefix, two_kind_data):

@@ -124,3 +124,26 @@ def test_expired_decision_turns_late_ratings_into_dead_letters():
 def test_invalid_events_are_rejected_with_a_reason(kind, ev, message):
     with pytest.raises(BadEvent, match=message):
         join.validate(kind, ev)
+
+
+def test_a_rewarded_state_shrinks_and_drops_its_reward_after_the_redelivery_window():
+    did = str(uuid.uuid4())
+    rules = join.JoinRules(ttl_ms=10_000, grace_ms=1_000, failure_quality=0.0, keep_reward_ms=2_000)
+    d = decision(did)
+    d.probabilities["a"] = 1.0
+    d.scores["a"].estimated_quality = 0.5
+    res = result(did)
+    res.answer = "a long answer " * 100
+    state = None
+    for kind, ev in [(join.DECISION, d), (join.RESULT, res), (join.RATING, rating(did))]:
+        state = join.apply(state, kind, ev, 0, rules).state
+    assert state.HasField("reward") and not state.result.answer
+    assert not state.decision.context and not state.decision.probabilities and not state.decision.scores
+    assert join.due_at(state, rules) == 2_000                 # the reward's window ends before the TTL
+    again = join.apply(state, join.RATING, state.rating, 1_000, rules)
+    assert again.duplicate and len(again.rewards) == 1        # inside the window: sent again
+    swept = join.apply(state, join.SWEEP, None, 2_000, rules).state
+    assert swept.rewarded and not swept.HasField("reward") and join.due_at(swept, rules) == 10_000
+    late = join.apply(swept, join.RATING, swept.rating, 3_000, rules)
+    assert late.duplicate and late.rewards == []              # after it: the ids still dedupe, nothing is sent
+    assert len(swept.SerializeToString()) < 400
