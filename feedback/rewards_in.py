@@ -62,6 +62,7 @@ class RewardConsumer:
         self.dim = dim
         self.topic = s.rewards_topic
         self.assigned = asyncio.Event()
+        self._reassigned = False     # set by the rebalance listener, acted on between batches
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -83,7 +84,9 @@ class RewardConsumer:
 
     async def resume(self, assigned) -> None:
         """Start each newly assigned partition where Redis says the learner got to."""
-        self.learner.forget()            # arms may have moved between shards: reload what is touched
+        # Arms may have moved between shards: the learner reloads what it touches. Not here:
+        # a batch may be half applied while the listener runs; the loop forgets between batches.
+        self._reassigned = True
         stored = await self._retry_redis(self.learner.store.offsets)
         for tp in assigned:
             offset = stored.get(f"{tp.topic}:{tp.partition}")
@@ -112,6 +115,9 @@ class RewardConsumer:
                                 source_topic=rec.topic, partition=rec.partition, offset=rec.offset,
                                 reason=str(exc), payload=rec.value, component="feedback-learner"))
                 offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
+                if self._reassigned:
+                    self._reassigned = False
+                    self.learner.forget()
                 await self._retry_redis(lambda: self.learner.apply(
                     good, {f"{tp.topic}:{tp.partition}": o for tp, o in offsets.items()}))
                 await commit_assigned(self.consumer, offsets, "learner")
