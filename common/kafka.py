@@ -84,6 +84,12 @@ async def commit_assigned(consumer: AIOKafkaConsumer, offsets: dict, what: str) 
         log.warning("%s: offset commit failed (%s); the batch may be read again", what, exc)
 
 
+def group_timing(session_timeout_s: float) -> dict:
+    """Consumer options: a member that dies holds its partitions for session_timeout_s;
+    heartbeats go five times within it."""
+    return {"session_timeout_ms": int(session_timeout_s * 1000), "heartbeat_interval_ms": int(session_timeout_s * 200)}
+
+
 class GroupMembership(ConsumerRebalanceListener):
     """Tells when this consumer has joined its group and holds an assignment (maybe empty).
 

@@ -7,8 +7,6 @@ and a restart is ready once it holds its group assignments (no state to replay).
 """
 from __future__ import annotations
 
-import asyncio
-
 from common.kafka import ensure_topics
 from common.lifecycle import stop_within
 from common.redis_client import connect
@@ -41,7 +39,7 @@ class FeedbackApp:
         await self.rewards.start()
         # Ready = both hold their assignments: a dead predecessor's partitions are ours.
         await self.join.membership.wait(join_timeout_s)
-        await asyncio.wait_for(self.rewards.assigned.wait(), join_timeout_s)
+        await self.rewards.membership.wait(join_timeout_s)
         return self
 
     async def stop(self) -> None:

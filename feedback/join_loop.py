@@ -24,7 +24,8 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from common.codec import BadEvent, decode
-from common.kafka import GroupMembership, commit_assigned, dead_letter, make_consumer, make_producer, now_ms, rewind
+from common.kafka import (GroupMembership, commit_assigned, dead_letter, group_timing, make_consumer, make_producer,
+                          now_ms, rewind)
 from common.lifecycle import cancel_task, stop_within
 from common.settings import FeedbackSettings
 from proto import events_pb2
@@ -55,8 +56,7 @@ class JoinLoop:
         await self.producer.start()
         self.consumer = make_consumer(
             s.kafka_bootstrap, group_id=f"{s.app_id}-join", max_poll_records=s.join_batch,
-            partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=int(s.session_timeout_s * 1000), heartbeat_interval_ms=int(s.session_timeout_s * 200))
+            partition_assignment_strategy=(RangePartitionAssignor,), **group_timing(s.session_timeout_s))
         self.consumer.subscribe(list(self.kinds), listener=self.membership)
         await self.consumer.start()
         self._tasks = [asyncio.create_task(self._run(), name="join"),

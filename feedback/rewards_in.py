@@ -14,12 +14,12 @@ import asyncio
 import logging
 
 import numpy as np
-from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from common.codec import BadEvent, decode, require_finite
-from common.kafka import commit_assigned, dead_letter, make_consumer, make_producer, rewind, send_dead_letter
+from common.kafka import (GroupMembership, commit_assigned, dead_letter, group_timing, make_consumer, make_producer,
+                          rewind, send_dead_letter)
 from common.lifecycle import cancel_task, stop_within
 from common.settings import FeedbackSettings
 from proto import events_pb2
@@ -44,15 +44,16 @@ def check_reward(payload: bytes | None, dim: int) -> events_pb2.RewardEvent:
     return r
 
 
-class _ResumeFromRedis(ConsumerRebalanceListener):
-    def __init__(self, owner: "RewardConsumer"):
-        self.owner = owner
+class _ResumeFromRedis(GroupMembership):
+    """Group membership (readiness) that first seeks each assigned partition to Redis' offset."""
 
-    async def on_partitions_revoked(self, revoked) -> None:
-        pass
+    def __init__(self, owner: "RewardConsumer", name: str):
+        super().__init__(name)
+        self.owner = owner
 
     async def on_partitions_assigned(self, assigned) -> None:
         await self.owner.resume(assigned)
+        await super().on_partitions_assigned(assigned)
 
 
 class RewardConsumer:
@@ -60,20 +61,18 @@ class RewardConsumer:
         self.s = s
         self.learner = learner
         self.dim = dim
-        self.topic = s.rewards_topic
-        self.assigned = asyncio.Event()
+        self.membership = _ResumeFromRedis(self, f"{s.app_id}-learner")
         self._reassigned = False     # set by the rebalance listener, acted on between batches
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
         s = self.s   # aiokafka clients are made inside the running loop
         self.consumer = make_consumer(
-            s.kafka_bootstrap, group_id=f"{s.app_id}-learner", max_poll_records=s.learner_batch,
-            session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.session_timeout_s * 1000 / 5))
+            s.kafka_bootstrap, group_id=self.membership.name, max_poll_records=s.learner_batch,
+            **group_timing(s.session_timeout_s))
         self.producer = make_producer(s.kafka_bootstrap)
         await self.producer.start()
-        self.consumer.subscribe([self.topic], listener=_ResumeFromRedis(self))
+        self.consumer.subscribe([s.rewards_topic], listener=self.membership)
         await self.consumer.start()
         self._task = asyncio.create_task(self._run(), name="learner")
 
@@ -92,9 +91,8 @@ class RewardConsumer:
             offset = stored.get(f"{tp.topic}:{tp.partition}")
             if offset is not None:
                 self.consumer.seek(tp, offset)
-        log.info("learner assigned %s (resuming from %s)", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned),
-                 {f"{tp.partition}": stored.get(f"{tp.topic}:{tp.partition}") for tp in assigned})
-        self.assigned.set()
+        log.info("learner resumes partitions from Redis offsets %s",
+                 {tp.partition: stored.get(f"{tp.topic}:{tp.partition}") for tp in assigned})
 
     async def _run(self) -> None:
         flush_ms = int(self.s.learner_flush_s * 1000)
