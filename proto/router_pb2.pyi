@@ -8,8 +8,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RouteOptions(_message.Message):
-    __slots__ = ("tenant", "modality", "cost_weight", "allowed_experts", "metadata", "max_cost", "max_latency_s")
+    __slots__ = ("tenant", "modality", "cost_weight", "allowed_experts", "metadata", "max_cost", "max_latency_s", "hints")
     class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class HintsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +30,7 @@ class RouteOptions(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     MAX_COST_FIELD_NUMBER: _ClassVar[int]
     MAX_LATENCY_S_FIELD_NUMBER: _ClassVar[int]
+    HINTS_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     modality: str
     cost_weight: float
@@ -30,7 +38,8 @@ class RouteOptions(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     max_cost: float
     max_latency_s: float
-    def __init__(self, tenant: _Optional[str] = ..., modality: _Optional[str] = ..., cost_weight: _Optional[float] = ..., allowed_experts: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_cost: _Optional[float] = ..., max_latency_s: _Optional[float] = ...) -> None: ...
+    hints: _containers.ScalarMap[str, str]
+    def __init__(self, tenant: _Optional[str] = ..., modality: _Optional[str] = ..., cost_weight: _Optional[float] = ..., allowed_experts: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_cost: _Optional[float] = ..., max_latency_s: _Optional[float] = ..., hints: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
     __slots__ = ("query", "options", "timeout_ms")

@@ -78,7 +78,7 @@ class RouterCore:
         if self.pacer:
             cost_weight = self.pacer.weight(cost_weight)
         embedding = await self.embedder.embed(query)
-        x = build_context(embedding, query, modality)
+        x = build_context(embedding, query, modality, options.hints)
         choice = self.live.policy.select(x, eligible, cost_weight)
         event = events_pb2.DecisionEvent(
             decision_id=str(uuid.uuid4()), ts_ms=now_ms(), mode=mode, tenant=options.tenant,
@@ -86,7 +86,8 @@ class RouterCore:
             propensity=choice.propensity, probabilities=choice.probabilities,
             policy_name=self.live.policy.name, policy_version=self.live.version,
             embedding_model=self.embedder.version, feature_version=FEATURE_VERSION,
-            cost_weight=cost_weight, router_id=self.s.router_id, query_chars=len(query))
+            cost_weight=cost_weight, router_id=self.s.router_id, query_chars=len(query),
+            hints=options.hints)
         for name, sc in choice.scores.items():
             event.scores[name].CopyFrom(events_pb2.ScoreParts(
                 estimated_quality=sc.estimated_quality, estimated_cost=sc.estimated_cost,

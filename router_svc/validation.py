@@ -14,6 +14,8 @@ META_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 MAX_META_ENTRIES = 32
 MAX_META_VALUE = 4096
 MAX_TENANT = 128
+MAX_HINTS = 8
+MAX_HINT_VALUE = 128
 
 
 def check_query(query: str, max_chars: int) -> None:
@@ -36,6 +38,7 @@ def check_options(options, catalog: ExpertCatalog, query_chars: int = 0) -> tupl
     if unknown:
         raise InvalidRequest(f"unknown expert(s) {unknown}; configured: {catalog.names}")
     check_metadata(options.metadata)
+    check_hints(options.hints)
     eligible = catalog.eligible(modality, list(options.allowed_experts))
     if not eligible:
         raise InvalidRequest(f"no configured expert accepts modality {modality!r}"
@@ -62,6 +65,17 @@ def check_metadata(metadata) -> None:
         if len(value) > MAX_META_VALUE or "\x00" in value:
             raise InvalidRequest(f"options.metadata[{key!r}] must be at most {MAX_META_VALUE} "
                                  "characters without NUL bytes")
+
+
+def check_hints(hints) -> None:
+    """Hints become context features: a few short printable categories, not free text."""
+    if len(hints) > MAX_HINTS:
+        raise InvalidRequest(f"options.hints has {len(hints)} entries, the limit is {MAX_HINTS}")
+    for key, value in hints.items():
+        if not META_KEY.match(key):
+            raise InvalidRequest(f"options.hints key {key[:80]!r} must match {META_KEY.pattern}")
+        if not value or len(value) > MAX_HINT_VALUE or not value.isprintable():
+            raise InvalidRequest(f"options.hints[{key!r}] must be 1 to {MAX_HINT_VALUE} printable characters")
 
 
 def check_feedback(decision_id: str, quality: float, cost: float | None) -> str:

@@ -17,11 +17,19 @@ def cache_path(model: str, dataset: RoutingDataset) -> Path:
     return cache_dir() / "embeddings" / f"{dataset.name}-{key}.npy"
 
 
-def contexts(dataset: RoutingDataset, model: str = "", log=print,
-             chunk: int = 512) -> tuple[np.ndarray, np.ndarray, str]:
-    """The router's context vector for every row (same features as live routing), the raw
-    embeddings, and the model's name. Embedding a new data set takes minutes on a CPU: it
-    goes in chunks, with a progress line after each."""
+# Row fields a replay may pass as request hints (`--hints task`).
+HINT_FIELDS = ("task",)
+
+
+def contexts(dataset: RoutingDataset, model: str = "", log=print, chunk: int = 512,
+             hints: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray, str]:
+    """The router's context vector for every row (same features as live routing, with
+    each row's `hints` fields as the request's hints), the raw embeddings, and the model's
+    name. Embedding a new data set takes minutes on a CPU: it goes in chunks, with a
+    progress line after each."""
+    stray = sorted(set(hints) - set(HINT_FIELDS))
+    if stray:
+        raise ValueError(f"hints {stray}: a row can pass only {list(HINT_FIELDS)}")
     from bandit.embedder import Embedder, default_model_path
 
     name = model or default_model_path()
@@ -39,5 +47,6 @@ def contexts(dataset: RoutingDataset, model: str = "", log=print,
         emb = np.concatenate(parts) if parts else np.empty((0, embedder.dim), dtype=np.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, emb)
-    ctx = np.stack([build_context(e, r.prompt, r.modality) for e, r in zip(emb, dataset.rows)])
+    ctx = np.stack([build_context(e, r.prompt, r.modality, {h: str(getattr(r, h)) for h in hints if getattr(r, h)})
+                    for e, r in zip(emb, dataset.rows)])
     return ctx.astype(np.float64), emb, name

@@ -25,13 +25,16 @@ from bandit.policies import POLICIES
 from common.dataset import RoutingDataset
 
 from . import metrics, supervised
-from .embeddings import contexts
+from .embeddings import HINT_FIELDS, contexts
 from .policy_runs import Jobs, all_bandit_picks, parse_params, policy_params
 from .streams import Run, Stream, streams
 from .warmstart import labelled_rows
 
-DEFAULT_POLICIES = "linucb,lints,vw,epsilon_greedy"
-SWEEP = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0)
+DEFAULT_POLICIES = "pooled_linucb,linucb,lints,vw,epsilon_greedy"
+# Fine at the low end (where the premium expert's quality is traded), and far enough up
+# that every policy ends on the cheapest expert: the frontier covers every budget.
+SWEEP = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 20.0, 100.0)
+SUPERVISED = ("knn", "threshold")   # trained with full information on the train split
 
 
 def parse_drift(spec: str, experts: list[str]) -> tuple[int, float, float]:
@@ -94,6 +97,7 @@ def aggregate(runs: list[Run]) -> dict:
     for r in runs:
         traffic.update(r.traffic)
     return {"quality": ms([r.quality for r in runs]), "cost": ms([r.cost for r in runs]),
+            "late_quality": ms([r.late_quality for r in runs]), "late_cost": ms([r.late_cost for r in runs]),
             "premium_share": ms([r.premium_share for r in runs]), "regret": ms([r.regret for r in runs]),
             "traffic": {e: v / len(runs) for e, v in traffic.most_common()},
             **{f"{k}_curve": np.mean([getattr(r, f"{k}_curve") for r in runs], axis=0).tolist()
@@ -102,7 +106,8 @@ def aggregate(runs: list[Run]) -> dict:
 
 def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[str], seeds: int,
              weight: float, delay: int, drift=(), sweep: tuple[float, ...] = SWEEP, log=print,
-             params: dict | None = None, jobs: int = 1, warm_start: bool = False) -> dict:
+             params: dict | None = None, jobs: int = 1, warm_start: bool = False,
+             hints: tuple[str, ...] = ()) -> dict:
     """Replay every policy and baseline. With `warm_start`, the policies first learn from the
     train split with full information (simulations/warmstart.py) and everything is replayed
     on the other rows only."""
@@ -139,8 +144,10 @@ def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[
         frontier = [{"cost_weight": key if not isinstance(key, tuple) else None,
                      "threshold": key[1] if isinstance(key, tuple) else None,
                      "quality": a["quality"]["mean"], "cost": a["cost"]["mean"],
-                     "premium_share": a["premium_share"]["mean"]} for key, a in per_point.items()]
+                     "premium_share": a["premium_share"]["mean"], "late_quality": a["late_quality"]["mean"],
+                     "late_cost": a["late_cost"]["mean"]} for key, a in per_point.items()]
         results[name] = {
+            "kind": "bandit" if name in policies else "supervised" if name in SUPERVISED else "baseline",
             "quality": main["quality"]["mean"], "cost": main["cost"]["mean"],
             "premium_share": main["premium_share"]["mean"], "regret": main["regret"]["mean"],
             "spread": {k: main[k]["std"] for k in ("quality", "cost", "premium_share", "regret")},
@@ -156,8 +163,9 @@ def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[
         r["aiq"] = metrics.aiq([(p["cost"], p["quality"]) for p in r["frontier"]], min(costs), max(costs))
     return {"dataset": ds.name, "premium": ds.premium, "cost_unit": ds.cost_unit, "rows": len(runs_of[0].order),
             "warm_start": {"rows": int(len(labelled))} if warm_start else None,
-            "cost_weight": weight, "delay": delay, "seeds": seeds, "drift": list(drift),
-            "always_premium": {"quality": premium_q, "cost": premium_c}, "policies": results}
+            "hints": list(hints), "cost_weight": weight, "delay": delay, "seeds": seeds, "drift": list(drift),
+            "always_premium": {"quality": premium_q, "cost": premium_c}, "policies": results,
+            "checks": metrics.frontier_checks(results)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -179,6 +187,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="policies first learn from the train split with full information; replay the rest")
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad rows instead of stopping")
     p.add_argument("--embedding-model", default="", help="sentence-transformers name or path")
+    p.add_argument("--hints", default="", metavar="FIELDS",
+                   help=f"row fields passed as request hints (context features), e.g. task; one of {list(HINT_FIELDS)}")
     return p.parse_args(argv)
 
 
@@ -195,13 +205,16 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"unknown policies {unknown}; registered: {sorted(POLICIES)}")
     t0 = time.monotonic()
-    x, emb, model = contexts(ds, args.embedding_model)
+    hints = tuple(h for h in args.hints.split(",") if h)
+    if set(hints) - set(HINT_FIELDS):
+        raise SystemExit(f"--hints {args.hints!r}: rows can pass only {list(HINT_FIELDS)}")
+    x, emb, model = contexts(ds, args.embedding_model, hints=hints)
     drift = [parse_drift(d, ds.experts) for d in args.drift]
     params = parse_params(args.params, policies, x.shape[1])
-    print(f"{ds.name}: {len(ds.rows)} queries, {len(ds.experts)} experts; contexts from {model} "
-          f"({time.monotonic() - t0:.1f}s)")
+    print(f"{ds.name}: {len(ds.rows)} queries, {len(ds.experts)} experts; contexts from {model}"
+          f"{' with hints ' + ','.join(hints) if hints else ''} ({time.monotonic() - t0:.1f}s)")
     report = evaluate(ds, x, emb, policies, args.seeds, args.cost_weight, args.delay, drift, params=params, jobs=args.jobs,
-                      warm_start=args.warm_start)
+                      warm_start=args.warm_start, hints=hints)
     report["wall_s"] = round(time.monotonic() - t0, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=1))

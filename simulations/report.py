@@ -17,12 +17,12 @@ def write_markdown(report: dict, path: Path) -> None:
              f"reward delay {report['delay']}, cost weight {report['cost_weight']})", "",
              f"Always-premium ({report['premium']}): quality {ap['quality']:.3f}, cost {ap['cost']:.4g} "
              f"{report['cost_unit']} per query.", "",
-             "| policy | quality (± sd) | cost / query | premium share | regret | AIQ | premium share at parity "
+             "| policy | kind | quality (± sd) | cost / query | premium share | regret | AIQ | premium share at parity "
              "| quality at 33% premium |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     rows = sorted(report["policies"].items(), key=lambda kv: -kv[1]["quality"])
     for name, r in rows:
-        lines.append(f"| {name} | {r['quality']:.3f} ± {r['spread']['quality']:.3f} | {r['cost']:.4g} | "
+        lines.append(f"| {name} | {r['kind']} | {r['quality']:.3f} ± {r['spread']['quality']:.3f} | {r['cost']:.4g} | "
                      f"{r['premium_share']:.0%} | {r['regret']:.1f} | {r['aiq']:.3f} | "
                      f"{_fmt(r['premium_share_at_parity'], pct=True)} | {_fmt(r['quality_at_premium_share_0.33'])} |")
     lines += ["", "Quality and cost are per-query means over the whole replay at the cost weight above; AIQ, "
@@ -30,6 +30,19 @@ def write_markdown(report: dict, path: Path) -> None:
               "regret.png (regret, quality and cost over time), traffic.png.", ""]
     lines += [f"- `{name}` hyperparameters: `{json.dumps(r['params'], sort_keys=True)}`"
               for name, r in report["policies"].items() if r.get("params") is not None]
+    checks = report.get("checks") or {}
+    if checks.get("single_experts"):
+        lines += ["", "## The best bandit against every single expert (whole stream, at that expert's cost)", "",
+                  "| expert | its cost | its quality | best bandit there | by | on or above |", "|---|---|---|---|---|---|"]
+        for e, c in sorted(checks["single_experts"].items(), key=lambda kv: kv[1]["cost"]):
+            lines.append(f"| {e} | {c['cost']:.4g} | {c['quality']:.3f} | {_fmt(c['best_bandit'])} | "
+                         f"{c['by'] or '-'} | {'yes' if c['ok'] else 'NO'} |")
+    if checks.get("knn_late"):
+        lines += ["", "## The best bandit against the kNN baseline, second half of the stream", "",
+                  "| kNN cost weight | cost | kNN quality | best bandit there | gap |", "|---|---|---|---|---|"]
+        for c in checks["knn_late"]:
+            gap = "never that cheap" if c["gap"] is None else f"{c['gap']:+.3f}"
+            lines.append(f"| {c['cost_weight']} | {c['cost']:.4g} | {c['knn']:.3f} | {_fmt(c['best_bandit'])} | {gap} |")
     path.write_text("\n".join(lines))
 
 

@@ -23,6 +23,8 @@ class Run:
     regret_curve: list[float] = field(default_factory=list)
     quality_curve: list[float] = field(default_factory=list)   # running mean quality over the stream
     cost_curve: list[float] = field(default_factory=list)      # running mean cost over the stream
+    late_quality: float = 0.0       # over the second half of the stream (learning mostly done)
+    late_cost: float = 0.0
 
 
 @dataclass
@@ -45,10 +47,12 @@ class Stream:
         counts = Counter(picks.tolist())
         idx = np.linspace(0, len(picks) - 1, curve_points).astype(int)
         running = np.arange(1, len(picks) + 1)
+        late = slice(len(picks) // 2, None)
         return Run(float(q.mean()), float(c.mean() * self.scale), counts[self.premium] / len(picks),
                    float(regret[-1]), {self.experts[k]: v / len(picks) for k, v in counts.items()},
                    regret[idx].round(4).tolist(), (np.cumsum(q) / running)[idx].round(5).tolist(),
-                   (np.cumsum(c) * self.scale / running)[idx].tolist())
+                   (np.cumsum(c) * self.scale / running)[idx].tolist(),
+                   float(q[late].mean()), float(c[late].mean() * self.scale))
 
 
 def streams(ds: RoutingDataset, x: np.ndarray, seeds: int, drift: list[tuple[int, float, float]],

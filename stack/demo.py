@@ -4,6 +4,10 @@ Starts Kafka, Redis, the feedback app, one worker process (a replay expert per m
 the data set) and a router; then sends the data set's queries over gRPC and streams each
 answer's quality back as a rating, printing progress, a summary against always-premium,
 and a plot.
+
+By default the policy (pooled LinUCB) first learns from `--warm-rows` labelled rows, as
+a team with labelled traffic would (simulations/warmstart.py), and those rows are never
+routed: the queries sent are other rows. `--cold` starts from nothing instead.
 """
 from __future__ import annotations
 
@@ -20,8 +24,11 @@ import grpc
 
 from common.logs import setup_logging
 from proto import router_pb2, router_pb2_grpc
+from bandit.policies import make_policy
 from common.dataset import BUNDLED, RoutingDataset
 from simulations.policy_runs import POLICY_PARAMS as REPLAY_PARAMS
+
+POLICY = "pooled_linucb"
 
 from .experts_file import replay_catalog
 from .local import LocalStack, ServiceProcess
@@ -34,12 +41,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=BUNDLED,
                    help="routing data set (.jsonl or .jsonl.gz, meta beside it; default: the bundled one)")
     p.add_argument("--queries", type=int, default=2000, help="queries to send (sampled without replacement)")
+    p.add_argument("--warm-rows", type=int, default=3000,
+                   help="labelled rows the policy learns from before routing (never routed themselves)")
+    p.add_argument("--cold", action="store_true", help="no warm start: the policy learns from zero")
     p.add_argument("--concurrency", type=int, default=16, help="requests in flight")
-    p.add_argument("--cost-weight", type=float, default=0.1,
+    p.add_argument("--cost-weight", type=float, default=0.03,
                    help="lambda, in units of the premium expert's mean cost: 0.1 means the premium's "
                         "mean cost is worth 0.1 quality")
-    p.add_argument("--params", default=json.dumps(REPLAY_PARAMS["linucb"]),
-                   help="LinUCB hyperparameters as JSON (default: the replay's, tuned on llmrouter_9models)")
+    p.add_argument("--params", default=json.dumps(REPLAY_PARAMS[POLICY]),
+                   help=f"{POLICY} hyperparameters as JSON (default: the replay's)")
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="folder for the plot, summary and logs")
     p.add_argument("--seed", type=int, default=7)
     return p.parse_args(argv)
@@ -71,26 +81,49 @@ async def drive(args, rows, dataset: RoutingDataset, port: int, cost_weight: flo
     return record
 
 
+def warm_start(dataset: RoutingDataset, labelled, redis_url: str, params: dict) -> None:
+    """Learn from the labelled rows with full information; publish as the first snapshot."""
+    from common.settings import PolicySettings
+    from simulations.embeddings import contexts
+    from simulations.warmstart import pretrain, publish
+
+    t0 = time.monotonic()
+    part = RoutingDataset(dataset.name + "-warm", dataset.premium, dataset.cost_unit, dataset.experts, labelled)
+    x, _, _ = contexts(part, log=lambda line: print(line, flush=True))
+    quality, cost = part.outcome_arrays()
+    policy = pretrain(make_policy(POLICY, x.shape[1], params), x, quality, cost, part.experts, range(len(labelled)))
+    asyncio.run(publish(policy, PolicySettings(redis_url=redis_url, policy=POLICY, policy_params=params), force=False))
+    print(f"warm start: {POLICY} learned from {len(labelled)} labelled rows, never routed "
+          f"({time.monotonic() - t0:.1f}s)", flush=True)
+
+
 def main(argv=None) -> None:
     setup_logging()
     logging.getLogger("stack").setLevel(logging.INFO)
     args = parse_args(argv)
     dataset = RoutingDataset.load_or_exit(args.data)
-    rows = random.Random(args.seed).sample(dataset.rows, min(args.queries, len(dataset.rows)))
+    shuffled = random.Random(args.seed).sample(dataset.rows, len(dataset.rows))
+    labelled = [] if args.cold else shuffled[:args.warm_rows]
+    rest = shuffled[len(labelled):]
+    if not rest:
+        raise SystemExit(f"--warm-rows {args.warm_rows} leaves no rows of {len(dataset.rows)} to route; use fewer")
+    rows = rest[:args.queries]
     premium_cost = sum(r.outcomes[dataset.premium].cost for r in dataset.rows) / len(dataset.rows)
     cost_weight = args.cost_weight / premium_cost if premium_cost > 0 else 0.0
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(args.out / "stack", ignore_errors=True)   # every demo starts from an empty stack
     print(f"data set {dataset.name}: {len(dataset.rows)} queries, {len(dataset.experts)} experts, "
-          f"premium {dataset.premium}; sending {len(rows)}; lambda {cost_weight:.4g}/{dataset.cost_unit}", flush=True)
+          f"premium {dataset.premium}; {'cold start' if args.cold else f'warm start from {len(labelled)} labelled rows'}; "
+          f"sending {len(rows)} others; lambda {cost_weight:.4g}/{dataset.cost_unit}", flush=True)
     t0 = time.monotonic()
     with LocalStack(args.out / "stack") as stack:
         print(f"stack up: Kafka {stack.kafka_bootstrap}, Redis {stack.redis_url} "
               f"({time.monotonic() - t0:.1f}s)", flush=True)
         catalog = replay_catalog(args.out.resolve() / "experts.toml", args.data.resolve(), dataset)
         env = stack.env(BR_EXPERTS_FILE=catalog, BR_DEFAULT_COST_WEIGHT=cost_weight, BR_PORT=0,
-                        BR_POLICY_PARAMS=args.params,
-                        BR_SEED=args.seed)
+                        BR_POLICY=POLICY, BR_POLICY_PARAMS=args.params, BR_SEED=args.seed)
+        if labelled:
+            warm_start(dataset, labelled, stack.redis_url, json.loads(args.params))
         logs = args.out / "logs"
         procs = [ServiceProcess("feedback.main", env, logs / "feedback.log"),
                  ServiceProcess("workers.main", env, logs / "worker.log"),
@@ -105,7 +138,7 @@ def main(argv=None) -> None:
         finally:
             for p in reversed(procs):
                 p.stop()
-    result = summary(record, time.monotonic() - t0)
+    result = {**summary(record, time.monotonic() - t0), "policy": POLICY, "warm_start_rows": len(labelled)}
     (args.out / "summary.json").write_text(json.dumps(result, indent=2))
     plot(record, args.out / "demo.png")
     print(record.table(result))

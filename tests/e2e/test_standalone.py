@@ -47,12 +47,13 @@ def test_a_lone_copy_runs_the_demo_and_the_unit_tests(tmp_path, stack, prefix):
     env = {k: v for k, v in os.environ.items() if not k.startswith("BR_") and k != "PYTHONPATH"}
     env.update(stack.env(BR_TOPIC_PREFIX=prefix, BR_APP_ID=f"{prefix}feedback"), PYTHONPATH=str(alone))
 
-    demo = subprocess.run([sys.executable, "-m", "stack.demo", "--queries", "40", "--concurrency", "8",
+    demo = subprocess.run([sys.executable, "-m", "stack.demo", "--queries", "40", "--warm-rows", "200", "--concurrency", "8",
                            "--out", str(tmp_path / "demo-out")], cwd=alone, env=env, capture_output=True,
                           text=True, timeout=420)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     summary = json.loads((tmp_path / "demo-out" / "summary.json").read_text())
     assert summary["dataset"] == "llmrouter_9models" and summary["queries"] == 40, summary
+    assert summary["warm_start_rows"] == 200 and "warm start: pooled_linucb learned from 200" in demo.stdout
     assert summary["errors"] == {} and (tmp_path / "demo-out" / "demo.png").stat().st_size > 0
 
     unit = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"],

@@ -24,6 +24,16 @@ def test_replay_writes_the_documented_report(two_kind_data, tmp_path):
     for name, r in pol.items():
         assert REQUIRED <= set(r), name
         assert r["seeds"] == 2
+    assert {n: r["kind"] for n, r in pol.items()} == {
+        "linucb": "bandit", "epsilon_greedy": "bandit", "knn": "supervised", "threshold": "supervised",
+        "random": "baseline", "oracle": "baseline", "always:mathbot": "baseline", "always:triviabot": "baseline"}
+    # The sweep reaches down to the cheapest expert's cost, and the checks read the frontier.
+    cheapest = min(pol["always:mathbot"]["cost"], pol["always:triviabot"]["cost"])
+    assert min(p["cost"] for p in pol["linucb"]["frontier"]) <= 1.05 * cheapest
+    singles = report["checks"]["single_experts"]
+    assert set(singles) == {"mathbot", "triviabot"} and singles["mathbot"]["by"] == "linucb"
+    assert singles["mathbot"]["ok"] and singles["mathbot"]["best_bandit"] > 0.9
+    assert report["checks"]["knn_late"] and all("gap" in c for c in report["checks"]["knn_late"])
     assert pol["oracle"]["quality"] == pytest.approx(1.0)
     assert pol["always:mathbot"]["premium_share"] == 1.0 and pol["always:mathbot"]["quality"] == pytest.approx(0.55)
     # The contextual policy learns the split; the context-free one cannot; the supervised
@@ -35,7 +45,19 @@ def test_replay_writes_the_documented_report(two_kind_data, tmp_path):
     assert len(curve) == 50 and curve[-1] == pytest.approx(pol["linucb"]["quality"]) and curve[-1] > curve[0]
     for png in ("frontier.png", "regret.png", "traffic.png"):
         assert (tmp_path / png).stat().st_size > 1000
-    assert "| linucb |" in (tmp_path / "report.md").read_text()
+    md = (tmp_path / "report.md").read_text()
+    assert "| linucb | bandit |" in md and "against every single expert" in md and "kNN baseline, second half" in md
+
+
+def test_hints_reach_the_policies_as_features(two_kind_data, tmp_path):
+    """`--hints task` builds the contexts with each row's task (the features themselves are
+    checked in test_replay_embeddings); the report records it; a field rows lack is refused."""
+    replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--policies", "pooled_linucb",
+                 "--seeds", "1", "--hints", "task"])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["hints"] == ["task"] and report["policies"]["pooled_linucb"]["quality"] > 0.9
+    with pytest.raises(SystemExit, match="rows can pass only"):
+        replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--hints", "tenant"])
 
 
 def test_replay_rejects_bad_rows_unless_asked_to_skip(tmp_path, two_kind_data, capsys):

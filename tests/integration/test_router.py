@@ -9,6 +9,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from bandit.context import context_dim, hint_slot
 from common.codec import decode
 from common.experts import ExpertCatalog
 from common.kafka import make_producer
@@ -49,7 +50,8 @@ def route(query, **options) -> router_pb2.RouteRequest:
 
 async def test_route_answers_and_logs_a_complete_decision(routed, stack, prompts):
     router, stub, _ = routed
-    resp = await stub.Route(route(prompts["math"][0], tenant="acme", allowed_experts=["mathbot", "triviabot"]))
+    resp = await stub.Route(route(prompts["math"][0], tenant="acme", allowed_experts=["mathbot", "triviabot"],
+                                  hints={"task": "gsm8k", "app": "tutor"}))
     assert uuid.UUID(resp.decision_id) and resp.expert in ("mathbot", "triviabot")
     assert resp.answer.startswith(f"[{resp.expert}]") and resp.cost == pytest.approx(0.001)
     assert not resp.fallback and resp.chosen_expert == resp.expert
@@ -60,7 +62,10 @@ async def test_route_answers_and_logs_a_complete_decision(routed, stack, prompts
     assert ev.chosen_expert == resp.expert and ev.propensity == pytest.approx(resp.propensity)
     assert set(ev.probabilities) == {"mathbot", "triviabot"}
     assert sum(ev.probabilities.values()) == pytest.approx(1.0)
-    assert len(ev.context) == 384 + 6 and ev.tenant == "acme" and ev.mode == events_pb2.DECISION_MODE_ROUTE
+    assert len(ev.context) == context_dim(384) and ev.tenant == "acme" and ev.mode == events_pb2.DECISION_MODE_ROUTE
+    assert dict(ev.hints) == {"task": "gsm8k", "app": "tutor"}
+    hinted = [i - 384 - 6 for i, v in enumerate(ev.context) if i >= 384 + 6 and v == 1.0]
+    assert sorted(hinted) == sorted({hint_slot("task", "gsm8k"), hint_slot("app", "tutor")})
     assert ev.policy_name == "linucb" and ev.embedding_model.endswith("/384") and ev.feature_version
     assert set(ev.scores) == {"mathbot", "triviabot"}
 
@@ -81,6 +86,9 @@ BIG = "x" * 40_000
     (route("hi", metadata={"k": "\x00"}), "without NUL bytes"),
     (route("hi", metadata={f"k{i}": "v" for i in range(40)}), "metadata has 40 entries"),
     (route("hi", tenant="t\x07"), "tenant must be printable"),
+    (route("hi", hints={f"k{i}": "v" for i in range(9)}), "hints has 9 entries, the limit is 8"),
+    (route("hi", hints={"task": ""}), r"hints\['task'\] must be 1 to 128 printable"),
+    (route("hi", hints={"a b": "v"}), "hints key 'a b' must match"),
     (route("hi", max_cost=-1.0), "max_cost must be a finite number >= 0"),
     (route("hi", max_latency_s=float("inf")), "max_latency_s must be a finite number >= 0"),
     (route("hi", allowed_experts=["mathbot"], max_cost=0.005), "no eligible expert meets options.max_cost"),

@@ -173,3 +173,56 @@ def test_discounting_follows_drift():
            for n, p in (("fixed", fixed), ("fading", fading))}
     assert est["fading"]["b"] - est["fading"]["a"] > 0.5          # has moved to the new truth
     assert abs(est["fixed"]["b"] - est["fixed"]["a"]) < 0.1       # the undiscounted mean sits between
+
+
+def _priced(policy, n=400, seed=0):
+    """Three experts whose cost is a price times the query's length, and whose quality
+    rises with the price."""
+    rng = np.random.default_rng(seed)
+    prices = {"small": 0.01, "mid": 0.1, "premium": 1.0}
+    quality = {"small": 0.5, "mid": 0.7, "premium": 0.9}
+    for _ in range(n):
+        x = rng.standard_normal(DIM)
+        for e, price in prices.items():
+            policy.update(e, x, float(rng.random() < quality[e]), price * np.exp(0.3 * x[0]))
+    return prices
+
+
+def test_pooled_cost_model_knows_every_experts_price_per_query():
+    p = make_policy("pooled_linucb", DIM, {"epsilon": 0.0, "rank": DIM}, seed=0)   # every direction kept
+    prices = _priced(p)
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        x = rng.standard_normal(DIM)
+        choice = p.select(x, list(prices), cost_weight=100.0)
+        assert choice.expert == "small"
+        for e, price in prices.items():
+            assert choice.scores[e].estimated_cost == pytest.approx(price * np.exp(0.3 * x[0]), rel=0.1)
+        assert p.select(x, list(prices), cost_weight=0.0).expert == "premium"
+
+
+def test_pooled_never_explores_a_dearer_expert_at_random():
+    p = make_policy("pooled_linucb", DIM, {"epsilon": 0.3, "alpha": 0.0}, seed=0)
+    _priced(p)
+    choice = p.select(np.random.default_rng(1).standard_normal(DIM), ["small", "mid", "premium"], cost_weight=5.0)
+    assert choice.probabilities["premium"] == 0.0 and choice.probabilities["mid"] == 0.0
+    assert choice.probabilities["small"] == 1.0
+
+
+def test_pooled_new_expert_starts_from_the_pooled_model_and_is_tried():
+    p = make_policy("pooled_linucb", DIM, {"epsilon": 0.0}, seed=0)
+    _priced(p)
+    x = np.random.default_rng(2).standard_normal(DIM)
+    choice = p.select(x, ["small", "mid", "premium", "new"], cost_weight=1.0)
+    assert choice.scores["new"].estimated_cost == 0.0 and choice.expert == "new"
+    assert 0.5 < choice.scores["new"].estimated_quality < 0.9          # the average of what the others taught
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"rank": 0}, "rank must be >= 1"),
+    ({"prior": 0.0}, "prior and ridge must be > 0"),
+    ({"alpha": -0.1}, "alpha must be >= 0"),
+])
+def test_pooled_rejects_bad_hyperparameters(params, message):
+    with pytest.raises(ValueError, match=message):
+        make_policy("pooled_linucb", DIM, params)

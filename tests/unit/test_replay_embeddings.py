@@ -5,7 +5,9 @@ import json
 
 import numpy as np
 
-from bandit.context import build_context
+import pytest
+
+from bandit.context import HINT_SLOTS, build_context, context_dim, hint_slot
 from common.dataset import RoutingDataset
 from simulations.embeddings import contexts
 
@@ -21,9 +23,23 @@ def test_a_new_data_set_is_embedded_with_progress_then_read_from_the_cache(tmp_p
     lines: list[str] = []
     x, emb, _ = contexts(ds, log=lines.append, chunk=2)
     assert [ln.split(" queries")[0].strip() for ln in lines] == ["embedded 2/3", "embedded 3/3"]
-    assert x.shape == (3, embedder.dim + 6)
+    assert x.shape == (3, context_dim(embedder.dim))
     live = np.stack([build_context(embedder.encode([p])[0], p, "text") for p in prompts])
     np.testing.assert_allclose(x, live, atol=1e-5)          # the features the router would compute
     again: list[str] = []
     x2, _, _ = contexts(ds, log=again.append)
     assert again == [] and np.array_equal(x, x2)            # cached: no second embedding
+    hinted, _, _ = contexts(ds, hints=("task",))            # rows without a task field pass no hint
+    np.testing.assert_array_equal(hinted, x)
+    with pytest.raises(ValueError, match=r"hints \['app'\]: a row can pass only \['task'\]"):
+        contexts(ds, hints=("app",))
+
+
+def test_hints_are_hashed_into_their_own_slots():
+    emb = np.zeros(4)
+    plain = build_context(emb, "q", "text")
+    hinted = build_context(emb, "q", "text", {"task": "mmlu", "app": "tutor"})
+    assert len(plain) == len(hinted) == context_dim(4)
+    assert np.array_equal(plain[:-HINT_SLOTS], hinted[:-HINT_SLOTS]) and not plain[-HINT_SLOTS:].any()
+    assert set(np.flatnonzero(hinted[-HINT_SLOTS:])) == {hint_slot("task", "mmlu"), hint_slot("app", "tutor")}
+    assert hint_slot("task", "mmlu") == 3512842751 % HINT_SLOTS      # crc32: the same in every process
