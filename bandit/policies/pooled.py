@@ -60,14 +60,12 @@ class PooledLinUCB(Policy):
     name = "pooled_linucb"
     Params = PooledParams
 
-    # Per expert, in the full context with a 1 appended (the basis may change: refits
-    # re-express them): sum x x' (G), sum quality x (bq), sum log-cost x (bl); and sum
-    # log-cost^2 (l2), which no basis changes.
-    STATS = ("G", "bq", "bl", "l2")
-
     def __init__(self, dim, params=None, seed=None):
         super().__init__(dim, params, seed)
         d = dim + 1
+        # Per expert, in the full context with a 1 appended (refits re-express them in new
+        # components): sum x x' (G), sum quality x (bq), sum log-cost x (bl); and sum
+        # log-cost^2 (l2), which no basis changes.
         self.experts: list[str] = []
         self.G, self.bq, self.bl, self.l2 = np.zeros((0, d, d)), np.zeros((0, d)), np.zeros((0, d)), np.zeros(0)
         self.basis = np.zeros((d, 1))                 # context -> model features; at first the intercept only
@@ -138,25 +136,36 @@ class PooledLinUCB(Policy):
         self._fresh = True
 
     # -- routing -----------------------------------------------------------------
-    def _select(self, context, eligible, cost_weight) -> Choice:
+    def _estimates(self, context, eligible) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per eligible expert: estimated quality, cost, x' P x, and its updates so far."""
         if not self._fresh:
             self._solve()
         z = np.append(context, 1.0) @ self.basis
         log_c = self.a + self.beta @ z[:-1] + self.log_var / 2          # mean of a log-normal cost
-        q, c, var = np.empty(len(eligible)), np.zeros(len(eligible)), np.empty(len(eligible))
+        q, c, var, n = (np.zeros(len(eligible)) for _ in range(4))
         for i, e in enumerate(eligible):
             k = self.experts.index(e) if e in self.experts else -1
             if k >= 0 and self.seen[k]:
                 q[i], c[i], var[i] = self.theta_q[k] @ z, np.exp(log_c[k]) - TINY, z @ self.P[k] @ z
+                n[i] = self.R[k, -1, -1]
             else:                                     # no rewards yet: the pooled model, cost unknown
                 q[i], var[i] = self.theta0 @ z, z @ z / self.params.prior
-        bonus = self.params.alpha * np.sqrt(np.maximum(var, 0.0))
+        return q, c, np.maximum(var, 0.0), n
+
+    def _select(self, context, eligible, cost_weight) -> Choice:
+        q, c, var, _ = self._estimates(context, eligible)
+        bonus = self.params.alpha * np.sqrt(var)
         score = q - cost_weight * c + bonus
         best = self._argmax(eligible, score)
-        b = eligible.index(best)
-        cheaper = [e for i, e in enumerate(eligible) if c[i] <= c[b] * (1 + 1e-9)]
+        return self._choose(eligible, {best: 1.0}, q, c, bonus, score)
+
+    def _choose(self, eligible, greedy: dict[str, float], q, c, bonus, score) -> Choice:
+        """Mix the epsilon floor into the greedy probabilities, spread only over experts no
+        dearer than the cheapest greedy one; draw; explain."""
         eps = self.params.epsilon
-        probs = {e: (eps / len(cheaper) if e in cheaper else 0.0) + (1.0 - eps) * (e == best) for e in eligible}
+        ceiling = min(c[eligible.index(e)] for e in greedy) * (1 + 1e-9)
+        cheaper = [e for i, e in enumerate(eligible) if c[i] <= ceiling]
+        probs = {e: (eps / len(cheaper) if e in cheaper else 0.0) + (1.0 - eps) * greedy.get(e, 0.0) for e in eligible}
         chosen = self._draw(probs)
         scores = {e: Score(float(q[i]), float(c[i]), float(bonus[i]), float(score[i])) for i, e in enumerate(eligible)}
         return Choice(chosen, probs[chosen], probs, scores)
@@ -197,22 +206,31 @@ class PooledLinUCB(Policy):
         return MODEL
 
     def _state_parts(self, experts=None) -> dict[str, bytes]:
+        """G (only refits read it) goes as its upper triangle in float32: a quarter of the
+        bytes; what routing reads (basis, R, rq, rl) goes exactly."""
         self._fold()
+        upper = np.triu_indices(self.dim + 1)
         return {MODEL: _pack({"experts": np.array(self.experts, dtype=str), "basis": self.basis,
                               "R": self.R, "rq": self.rq, "rl": self.rl, "n": np.array(self.n),
                               "counts": np.array([self.counts.get(e, 0) for e in self.experts]),
-                              **{k: getattr(self, k) for k in self.STATS}})}
+                              "G_upper": self.G[:, upper[0], upper[1]].astype(np.float32),
+                              "bq": self.bq, "bl": self.bl, "l2": self.l2})}
 
     def _load_state(self, parts: dict[str, bytes]) -> None:
         if MODEL not in parts:
             return
         s = _unpack(parts[MODEL])
-        if s["G"].shape[1:] != (self.dim + 1, self.dim + 1):
-            raise ValueError(f"snapshot is for contexts of {s['G'].shape[1] - 1} features, policy expects {self.dim}")
+        if s["bq"].shape[1] != self.dim + 1:
+            raise ValueError(f"snapshot is for contexts of {s['bq'].shape[1] - 1} features, policy expects {self.dim}")
         self.experts = [str(e) for e in s["experts"]]
-        for k in (*self.STATS, "basis", "R", "rq", "rl"):
+        for k in ("bq", "bl", "l2", "basis", "R", "rq", "rl"):
             setattr(self, k, s[k])
+        upper = np.triu_indices(self.dim + 1)
+        self.G = np.zeros((len(self.experts), self.dim + 1, self.dim + 1))
+        self.G[:, upper[0], upper[1]] = s["G_upper"]
+        self.G[:, upper[1], upper[0]] = s["G_upper"]
         self.n = int(s["n"])
         self.counts = {e: int(v) for e, v in zip(self.experts, s["counts"])}
         self._unfolded = {}
         self._fresh = False
+

@@ -226,3 +226,19 @@ def test_pooled_new_expert_starts_from_the_pooled_model_and_is_tried():
 def test_pooled_rejects_bad_hyperparameters(params, message):
     with pytest.raises(ValueError, match=message):
         make_policy("pooled_linucb", DIM, params)
+
+
+def test_pooled_restored_learner_keeps_learning_like_the_original():
+    """The snapshot keeps what refits need (G, in float32): a learner restored from it
+    refits the components as the original does and routes alike afterwards."""
+    a = make_policy("pooled_linucb", DIM, {"epsilon": 0.0}, seed=1)
+    _run(a, n=120)
+    b = make_policy("pooled_linucb", DIM, {"epsilon": 0.0}, seed=1)
+    b.restore(a.snapshot())
+    for x, quality, cost in _stream(3, 400):            # past the refits at 128, 256 and 512 updates
+        for p in (a, b):
+            p.update("a", x, quality["a"], float(cost[0]))
+    assert a.n == b.n == 520 and b.basis.shape == a.basis.shape
+    np.testing.assert_allclose(b.basis, a.basis, rtol=1e-3, atol=1e-5)
+    xs = [x for x, _, _ in _stream(4, 30)]
+    assert [a.select(x, EXPERTS, 0.1).probabilities for x in xs] == [b.select(x, EXPERTS, 0.1).probabilities for x in xs]
