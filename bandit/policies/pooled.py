@@ -127,45 +127,40 @@ class PooledLinUCB(Policy):
         s, t, lsum = self.R[seen, :-1, -1], self.rl[seen, :-1], self.rl[seen, -1]
         nn = n[seen][:, None]
         scatter = (self.R[seen, :-1, :-1] - np.einsum("ki,kj->kij", s, s / nn)).sum(axis=0)
-        self.beta = np.linalg.solve(scatter + p.ridge * np.eye(r - 1), (t - s * lsum[:, None] / nn).sum(axis=0))
+        cross = (t - s * lsum[:, None] / nn).sum(axis=0)
+        self.beta = np.linalg.solve(scatter + p.ridge * np.eye(r - 1), cross)
         self.a = np.zeros(len(self.experts))
         self.a[seen] = (lsum - s @ self.beta) / n[seen]
-        resid = (self.l2[seen] - lsum ** 2 / n[seen]).sum() - self.beta @ (t - s * lsum[:, None] / nn).sum(axis=0)
+        resid = (self.l2[seen] - lsum ** 2 / n[seen]).sum() - self.beta @ cross
         self.log_var = max(float(resid), 0.0) / max(float(n.sum()) - seen.sum() - (r - 1), 1.0)
         self.seen = seen
         self._fresh = True
 
     # -- routing -----------------------------------------------------------------
-    def _estimates(self, context, eligible) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per eligible expert: estimated quality, cost, x' P x, and its updates so far."""
+    def _estimates(self, context, eligible) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per eligible expert: estimated quality, cost, and x' P x."""
         if not self._fresh:
             self._solve()
         z = np.append(context, 1.0) @ self.basis
         log_c = self.a + self.beta @ z[:-1] + self.log_var / 2          # mean of a log-normal cost
-        q, c, var, n = (np.zeros(len(eligible)) for _ in range(4))
+        q, c, var = (np.zeros(len(eligible)) for _ in range(3))
         for i, e in enumerate(eligible):
             k = self.experts.index(e) if e in self.experts else -1
             if k >= 0 and self.seen[k]:
                 q[i], c[i], var[i] = self.theta_q[k] @ z, np.exp(log_c[k]) - TINY, z @ self.P[k] @ z
-                n[i] = self.R[k, -1, -1]
             else:                                     # no rewards yet: the pooled model, cost unknown
                 q[i], var[i] = self.theta0 @ z, z @ z / self.params.prior
-        return q, c, np.maximum(var, 0.0), n
+        return q, c, np.maximum(var, 0.0)
 
     def _select(self, context, eligible, cost_weight) -> Choice:
-        q, c, var, _ = self._estimates(context, eligible)
+        """UCB, with the epsilon floor spread only over experts no dearer than the pick."""
+        q, c, var = self._estimates(context, eligible)
         bonus = self.params.alpha * np.sqrt(var)
         score = q - cost_weight * c + bonus
         best = self._argmax(eligible, score)
-        return self._choose(eligible, {best: 1.0}, q, c, bonus, score)
-
-    def _choose(self, eligible, greedy: dict[str, float], q, c, bonus, score) -> Choice:
-        """Mix the epsilon floor into the greedy probabilities, spread only over experts no
-        dearer than the cheapest greedy one; draw; explain."""
-        eps = self.params.epsilon
-        ceiling = min(c[eligible.index(e)] for e in greedy) * (1 + 1e-9)
+        eps, ceiling = self.params.epsilon, c[eligible.index(best)] * (1 + 1e-9)
         cheaper = [e for i, e in enumerate(eligible) if c[i] <= ceiling]
-        probs = {e: (eps / len(cheaper) if e in cheaper else 0.0) + (1.0 - eps) * greedy.get(e, 0.0) for e in eligible}
+        probs = {e: (eps / len(cheaper) if e in cheaper else 0.0) + (1.0 - eps) * (e == best) for e in eligible}
         chosen = self._draw(probs)
         scores = {e: Score(float(q[i]), float(c[i]), float(bonus[i]), float(score[i])) for i, e in enumerate(eligible)}
         return Choice(chosen, probs[chosen], probs, scores)
