@@ -21,6 +21,15 @@ def cache_path(model: str, dataset: RoutingDataset) -> Path:
 HINT_FIELDS = ("task",)
 
 
+def parse_hints(spec: str) -> tuple[str, ...]:
+    """`--hints task`: the row fields to pass as request hints, checked before any embedding."""
+    hints = tuple(h for h in spec.split(",") if h)
+    stray = sorted(set(hints) - set(HINT_FIELDS))
+    if stray:
+        raise SystemExit(f"--hints {spec!r}: rows can pass only {list(HINT_FIELDS)}")
+    return hints
+
+
 def contexts(dataset: RoutingDataset, model: str = "", log=print, chunk: int = 512,
              hints: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray, str]:
     """The router's context vector for every row (same features as live routing, with

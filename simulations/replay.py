@@ -25,7 +25,7 @@ from bandit.policies import POLICIES
 from common.dataset import RoutingDataset
 
 from . import metrics, supervised
-from .embeddings import HINT_FIELDS, contexts
+from .embeddings import HINT_FIELDS, contexts, parse_hints
 from .policy_runs import Jobs, all_bandit_picks, parse_params, policy_params
 from .streams import Run, Stream, streams
 from .warmstart import labelled_rows
@@ -205,9 +205,7 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"unknown policies {unknown}; registered: {sorted(POLICIES)}")
     t0 = time.monotonic()
-    hints = tuple(h for h in args.hints.split(",") if h)
-    if set(hints) - set(HINT_FIELDS):
-        raise SystemExit(f"--hints {args.hints!r}: rows can pass only {list(HINT_FIELDS)}")
+    hints = parse_hints(args.hints)
     x, emb, model = contexts(ds, args.embedding_model, hints=hints)
     drift = [parse_drift(d, ds.experts) for d in args.drift]
     params = parse_params(args.params, policies, x.shape[1])

@@ -65,6 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_deployment_args(p, redis=True, policy=True)
     p.add_argument("--rows", choices=("train", "all"), default="train", help="which labelled rows to learn from")
     p.add_argument("--embedding-model", default="", help="sentence-transformers name or path (the routers')")
+    p.add_argument("--hints", default="", metavar="FIELDS",
+                   help="row fields to learn as request hints (e.g. task): the routers must then be sent them")
     p.add_argument("--force", action="store_true", help="publish even if the store already holds a version")
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad rows instead of stopping")
     return p.parse_args(argv)
@@ -75,10 +77,11 @@ def main(argv=None) -> None:
     s = settings_from(args)
     if s.policy not in POLICIES:
         raise SystemExit(f"unknown policy {s.policy!r}; registered: {sorted(POLICIES)}")
-    ds = RoutingDataset.load_or_exit(args.data, skip_bad=args.skip_bad)
-    from .embeddings import contexts
+    from .embeddings import contexts, parse_hints
 
-    x, _, model = contexts(ds, args.embedding_model)
+    hints = parse_hints(args.hints)
+    ds = RoutingDataset.load_or_exit(args.data, skip_bad=args.skip_bad)
+    x, _, model = contexts(ds, args.embedding_model, hints=hints)
     try:
         policy = make_policy(s.policy, x.shape[1], s.policy_params)
     except (ValueError, TypeError) as exc:

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from bandit.context import HINT_SLOTS, MODALITIES, context_dim, hint_slot
+from bandit.policies import make_policy
 from common.experts import ExpertCatalog
 from common.redis_client import connect
 from common.settings import RouterSettings
@@ -30,6 +32,9 @@ async def test_warm_snapshot_is_what_a_new_router_serves(stack, prefix, embedder
     assert await store.current_version() == 1
     with pytest.raises(SystemExit, match="already has snapshot v1"):   # a learned policy is not clobbered
         await asyncio.to_thread(warmstart.main, args)
+    with pytest.raises(SystemExit, match=r"--hints 'tenant': rows can pass only \['task'\]"):
+        await asyncio.to_thread(warmstart.main, [*args, "--hints", "tenant"])
+    assert await store.current_version() == 1
     await r.aclose()
 
     replay = {"backend": "replay", "options": {"data": str(two_kind_data)}}
@@ -51,3 +56,24 @@ async def test_warm_snapshot_is_what_a_new_router_serves(stack, prefix, embedder
     finally:
         await bounded(router.stop(grace=1), 60, "stopping the router")
 
+
+
+async def test_warm_start_learns_the_rows_hints(stack, prefix, two_kind_data):
+    """`--hints task`: every labelled row's task lands in its hint slot of the context,
+    so the published arms carry weight there (the routers must then be sent the hint)."""
+    args = ["--data", str(two_kind_data), "--policy", "linucb", "--params", json.dumps({"alpha": 0.2}),
+            "--redis-url", stack.redis_url, "--topic-prefix", prefix + "h", "--hints", "task"]
+    await bounded(asyncio.to_thread(warmstart.main, args), 120, "warm start with hints")
+    r = connect(stack.redis_url)
+    try:
+        snap = await SnapshotStore(r, f"br:{prefix}h", "linucb").load()
+    finally:
+        await r.aclose()
+    policy = make_policy("linucb", context_dim(384), {"alpha": 0.2})
+    policy.load_parts(snap.parts)
+    hints_at = 384 + 2 + len(MODALITIES)
+    for task in ("math", "trivia"):
+        slot = hints_at + hint_slot("task", task)
+        assert policy.arms["mathbot"].b_q[slot] > 0 or policy.arms["mathbot"].b_c[slot] > 0, task
+    untouched = set(range(hints_at, hints_at + HINT_SLOTS)) - {hints_at + hint_slot("task", t) for t in ("math", "trivia")}
+    assert not any(policy.arms["mathbot"].b_c[i] for i in untouched)
