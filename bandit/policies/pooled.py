@@ -12,9 +12,10 @@ data has shared structure that this wastes:
   own model is a ridge regression shrunk toward it (`prior` pseudo-observations), so a
   new expert starts from what the others taught (how hard the query is).
 - Cost: an expert's price times how long the query's answer runs, so
-  log cost = a_expert + beta . z, with beta shared by every expert. One cost seen for an
-  expert places it, and the cheapest expert is known for every query, so a high cost
-  weight calls exactly the cheapest one.
+  log cost = a_expert + beta . z, with beta shared by every expert, fitted on the rewards
+  that cost something; the expected cost is that times the share of them (a failed call
+  or a free expert costs 0). One cost seen for an expert places it, and the cheapest
+  expert is known for every query, so a high cost weight calls exactly the cheapest one.
 Exploration is cost-aware: the confidence bonus explores upward where quality may pay,
 and the epsilon floor is spread only over experts no dearer than the greedy pick, so the
 premium expert is never called at random. An expert with no rewards yet is scored with
@@ -33,7 +34,6 @@ from .base import Choice, Policy, PolicyParams, Score, _pack, _unpack, register
 
 MODEL = "__pooled__"
 FIRST_REFIT = 16
-TINY = 1e-12          # log(cost + TINY): a free expert stays finite
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,11 @@ class PooledLinUCB(Policy):
         super().__init__(dim, params, seed)
         d = dim + 1
         # Per expert, in the full context with a 1 appended (refits re-express them in new
-        # components): sum x x' (G), sum quality x (bq), sum log-cost x (bl); and sum
-        # log-cost^2 (l2), which no basis changes.
+        # components): sum x x' (G), sum quality x (bq); over the rewards that cost
+        # something, sum x (bp), sum log-cost x (bl) and sum log-cost^2 (l2).
         self.experts: list[str] = []
-        self.G, self.bq, self.bl, self.l2 = np.zeros((0, d, d)), np.zeros((0, d)), np.zeros((0, d)), np.zeros(0)
+        self.G, self.bq, self.bp, self.bl = np.zeros((0, d, d)), np.zeros((0, d)), np.zeros((0, d)), np.zeros((0, d))
+        self.l2 = np.zeros(0)
         self.basis = np.zeros((d, 1))                 # context -> model features; at first the intercept only
         self.basis[-1, 0] = 1.0
         self.n = 0                                    # updates learned, all experts together
@@ -111,7 +112,7 @@ class PooledLinUCB(Policy):
         """Each expert's statistics in the current components."""
         m = self.basis
         self.R = m.T @ self.G @ m                     # (K, r, r); the last feature is the intercept
-        self.rq, self.rl = self.bq @ m, self.bl @ m
+        self.rq, self.rp, self.rl = self.bq @ m, self.bp @ m, self.bl @ m
         self._fresh = False
 
     def _solve(self) -> None:
@@ -121,19 +122,22 @@ class PooledLinUCB(Policy):
         self.theta0 = np.linalg.solve(self.R.sum(axis=0) + p.ridge * eye, self.rq.sum(axis=0))
         self.P = np.linalg.inv(self.R + p.prior * eye)                    # (K, r, r)
         self.theta_q = np.einsum("kij,kj->ki", self.P, self.rq + p.prior * self.theta0)
-        # log cost = a_k + beta . z: beta from the within-expert scatter, a_k from each mean.
-        n = self.R[:, -1, -1]
-        seen = n > 0
-        s, t, lsum = self.R[seen, :-1, -1], self.rl[seen, :-1], self.rl[seen, -1]
-        nn = n[seen][:, None]
-        scatter = (self.R[seen, :-1, :-1] - np.einsum("ki,kj->kij", s, s / nn)).sum(axis=0)
+        # log cost = a_k + beta . z over the priced rewards: beta from the within-expert
+        # scatter (the priced rewards' share of each expert's), a_k from each mean.
+        n, priced = self.R[:, -1, -1], self.rp[:, -1]
+        seen = priced > 0
+        s, t, lsum = self.rp[seen, :-1], self.rl[seen, :-1], self.rl[seen, -1]
+        nn = priced[seen][:, None]
+        share = (priced[seen] / n[seen])[:, None, None]
+        scatter = (self.R[seen, :-1, :-1] * share - np.einsum("ki,kj->kij", s, s / nn)).sum(axis=0)
         cross = (t - s * lsum[:, None] / nn).sum(axis=0)
         self.beta = np.linalg.solve(scatter + p.ridge * np.eye(r - 1), cross)
         self.a = np.zeros(len(self.experts))
-        self.a[seen] = (lsum - s @ self.beta) / n[seen]
-        resid = (self.l2[seen] - lsum ** 2 / n[seen]).sum() - self.beta @ cross
-        self.log_var = max(float(resid), 0.0) / max(float(n.sum()) - seen.sum() - (r - 1), 1.0)
-        self.seen = seen
+        self.a[seen] = (lsum - s @ self.beta) / priced[seen]
+        resid = (self.l2[seen] - lsum ** 2 / priced[seen]).sum() - self.beta @ cross
+        self.log_var = max(float(resid), 0.0) / max(float(priced.sum()) - seen.sum() - (r - 1), 1.0)
+        self.priced_share = np.divide(priced, n, out=np.zeros_like(n), where=n > 0)
+        self.seen = n > 0
         self._fresh = True
 
     # -- routing -----------------------------------------------------------------
@@ -147,7 +151,8 @@ class PooledLinUCB(Policy):
         for i, e in enumerate(eligible):
             k = self.experts.index(e) if e in self.experts else -1
             if k >= 0 and self.seen[k]:
-                q[i], c[i], var[i] = self.theta_q[k] @ z, np.exp(log_c[k]) - TINY, z @ self.P[k] @ z
+                q[i], var[i] = self.theta_q[k] @ z, z @ self.P[k] @ z
+                c[i] = self.priced_share[k] * np.exp(log_c[k])
             else:                                     # no rewards yet: the pooled model, cost unknown
                 q[i], var[i] = self.theta0 @ z, z @ z / self.params.prior
         return q, c, np.maximum(var, 0.0)
@@ -171,10 +176,10 @@ class PooledLinUCB(Policy):
             self.experts.append(expert)
             d, r = self.dim + 1, self.basis.shape[1]
             self.G = np.concatenate([self.G, np.zeros((1, d, d))])
-            self.bq, self.bl = (np.concatenate([a, np.zeros((1, d))]) for a in (self.bq, self.bl))
+            self.bq, self.bp, self.bl = (np.concatenate([a, np.zeros((1, d))]) for a in (self.bq, self.bp, self.bl))
             self.l2 = np.append(self.l2, 0.0)
             self.R = np.concatenate([self.R, np.zeros((1, r, r))])
-            self.rq, self.rl = (np.concatenate([a, np.zeros((1, r))]) for a in (self.rq, self.rl))
+            self.rq, self.rp, self.rl = (np.concatenate([a, np.zeros((1, r))]) for a in (self.rq, self.rp, self.rl))
         return self.experts.index(expert)
 
     def _update(self, expert, context, quality, cost) -> None:
@@ -183,14 +188,17 @@ class PooledLinUCB(Policy):
         k = self._index(expert)
         x = np.append(context, 1.0)
         z = x @ self.basis
-        log_c = np.log(cost + TINY)
         self._unfolded.setdefault(k, []).append(x)
         self.bq[k] += quality * x
-        self.bl[k] += log_c * x
-        self.l2[k] += log_c ** 2
         self.R[k] += np.outer(z, z)
         self.rq[k] += quality * z
-        self.rl[k] += log_c * z
+        if cost > 0:
+            log_c = np.log(cost)
+            self.bp[k] += x
+            self.bl[k] += log_c * x
+            self.l2[k] += log_c ** 2
+            self.rp[k] += z
+            self.rl[k] += log_c * z
         self.n += 1
         self._fresh = False
         if self._refit_due():
@@ -206,10 +214,10 @@ class PooledLinUCB(Policy):
         self._fold()
         upper = np.triu_indices(self.dim + 1)
         return {MODEL: _pack({"experts": np.array(self.experts, dtype=str), "basis": self.basis,
-                              "R": self.R, "rq": self.rq, "rl": self.rl, "n": np.array(self.n),
+                              "R": self.R, "rq": self.rq, "rp": self.rp, "rl": self.rl, "n": np.array(self.n),
                               "counts": np.array([self.counts.get(e, 0) for e in self.experts]),
                               "G_upper": self.G[:, upper[0], upper[1]].astype(np.float32),
-                              "bq": self.bq, "bl": self.bl, "l2": self.l2})}
+                              "bq": self.bq, "bp": self.bp, "bl": self.bl, "l2": self.l2})}
 
     def _load_state(self, parts: dict[str, bytes]) -> None:
         if MODEL not in parts:
@@ -218,7 +226,7 @@ class PooledLinUCB(Policy):
         if s["bq"].shape[1] != self.dim + 1:
             raise ValueError(f"snapshot is for contexts of {s['bq'].shape[1] - 1} features, policy expects {self.dim}")
         self.experts = [str(e) for e in s["experts"]]
-        for k in ("bq", "bl", "l2", "basis", "R", "rq", "rl"):
+        for k in ("bq", "bp", "bl", "l2", "basis", "R", "rq", "rp", "rl"):
             setattr(self, k, s[k])
         upper = np.triu_indices(self.dim + 1)
         self.G = np.zeros((len(self.experts), self.dim + 1, self.dim + 1))

@@ -242,3 +242,19 @@ def test_pooled_restored_learner_keeps_learning_like_the_original():
     np.testing.assert_allclose(b.basis, a.basis, rtol=1e-3, atol=1e-5)
     xs = [x for x, _, _ in _stream(4, 30)]
     assert [a.select(x, EXPERTS, 0.1).probabilities for x in xs] == [b.select(x, EXPERTS, 0.1).probabilities for x in xs]
+
+
+def test_pooled_zero_costs_lower_the_expected_cost_without_breaking_the_price():
+    """A failed call (or a free expert) costs 0: the expected cost is the price times the
+    share of calls that cost something, and a free expert is free."""
+    p = make_policy("pooled_linucb", DIM, {"epsilon": 0.0, "rank": DIM}, seed=0)
+    rng = np.random.default_rng(0)
+    for t in range(500):
+        x = rng.standard_normal(DIM)
+        p.update("flaky", x, 0.5, 0.0 if t % 5 == 0 else 1.0)     # a fifth of its calls fail, unbilled
+        p.update("free", x, 0.5, 0.0)
+        p.update("paid", x, 0.5, 2.0)
+    choice = p.select(rng.standard_normal(DIM), ["flaky", "free", "paid"])
+    assert choice.scores["flaky"].estimated_cost == pytest.approx(0.8, rel=0.05)
+    assert choice.scores["free"].estimated_cost == 0.0
+    assert choice.scores["paid"].estimated_cost == pytest.approx(2.0, rel=0.05)
