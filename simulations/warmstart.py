@@ -43,6 +43,22 @@ def labelled_rows(ds: RoutingDataset, which: str) -> np.ndarray:
     return np.flatnonzero(supervised.train_mask([r.split for r in ds.rows]))
 
 
+def learn_and_publish(ds: RoutingDataset, rows, s: PolicySettings, embedding_model: str = "",
+                      hints: tuple[str, ...] = (), force: bool = False, log=print) -> tuple[int, str]:
+    """Build the policy `s` names, learn every expert's outcome on `rows` of `ds`, publish it
+    as a snapshot: (its version, the embedding model the contexts came from)."""
+    from .embeddings import contexts
+
+    x, _, model = contexts(ds, embedding_model, log=log, hints=hints)
+    try:
+        policy = make_policy(s.policy, x.shape[1], s.policy_params)
+    except (ValueError, TypeError) as exc:
+        raise SystemExit(f"--params for {s.policy}: {exc}") from None
+    quality, cost = ds.outcome_arrays()
+    pretrain(policy, x, quality, cost, ds.experts, rows)
+    return asyncio.run(publish(policy, s, force)), model
+
+
 async def publish(policy: Policy, s: PolicySettings, force: bool) -> int:
     from common.redis_client import connect
     from common.snapshots import SnapshotStore
@@ -77,20 +93,13 @@ def main(argv=None) -> None:
     s = settings_from(args)
     if s.policy not in POLICIES:
         raise SystemExit(f"unknown policy {s.policy!r}; registered: {sorted(POLICIES)}")
-    from .embeddings import contexts, parse_hints
+    from .embeddings import parse_hints
 
     hints = parse_hints(args.hints)
     ds = RoutingDataset.load_or_exit(args.data, skip_bad=args.skip_bad)
-    x, _, model = contexts(ds, args.embedding_model, hints=hints)
-    try:
-        policy = make_policy(s.policy, x.shape[1], s.policy_params)
-    except (ValueError, TypeError) as exc:
-        raise SystemExit(f"--params for {s.policy}: {exc}") from None
     rows = labelled_rows(ds, args.rows)
     t0 = time.monotonic()
-    quality, cost = ds.outcome_arrays()
-    pretrain(policy, x, quality, cost, ds.experts, rows)
-    version = asyncio.run(publish(policy, s, args.force))
+    version, model = learn_and_publish(ds, rows, s, args.embedding_model, hints, args.force)
     print(f"{s.policy} trained on {len(rows)} labelled rows x {len(ds.experts)} experts of {ds.name} "
           f"({time.monotonic() - t0:.1f}s, contexts from {model}); published as snapshot v{version}")
 

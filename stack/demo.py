@@ -24,15 +24,14 @@ import grpc
 
 from common.logs import setup_logging
 from proto import router_pb2, router_pb2_grpc
-from bandit.policies import make_policy
 from common.dataset import BUNDLED, RoutingDataset
 from simulations.policy_runs import POLICY_PARAMS as REPLAY_PARAMS
-
-POLICY = "pooled_linucb"
 
 from .experts_file import replay_catalog
 from .local import LocalStack, ServiceProcess
 from .report import DemoLog, plot, summary
+
+POLICY = "pooled_linucb"
 
 
 
@@ -84,15 +83,12 @@ async def drive(args, rows, dataset: RoutingDataset, port: int, cost_weight: flo
 def warm_start(dataset: RoutingDataset, labelled, redis_url: str, params: dict) -> None:
     """Learn from the labelled rows with full information; publish as the first snapshot."""
     from common.settings import PolicySettings
-    from simulations.embeddings import contexts
-    from simulations.warmstart import pretrain, publish
+    from simulations.warmstart import learn_and_publish
 
     t0 = time.monotonic()
     part = RoutingDataset(dataset.name + "-warm", dataset.premium, dataset.cost_unit, dataset.experts, labelled)
-    x, _, _ = contexts(part, log=lambda line: print(line, flush=True))
-    quality, cost = part.outcome_arrays()
-    policy = pretrain(make_policy(POLICY, x.shape[1], params), x, quality, cost, part.experts, range(len(labelled)))
-    asyncio.run(publish(policy, PolicySettings(redis_url=redis_url, policy=POLICY, policy_params=params), force=False))
+    learn_and_publish(part, range(len(labelled)), PolicySettings(redis_url=redis_url, policy=POLICY, policy_params=params),
+                      log=lambda line: print(line, flush=True))
     print(f"warm start: {POLICY} learned from {len(labelled)} labelled rows, never routed "
           f"({time.monotonic() - t0:.1f}s)", flush=True)
 
