@@ -62,6 +62,7 @@ class RoutingDataset:
     experts: list[str]
     rows: list[Row]
     skipped: dict[str, int] = field(default_factory=dict)   # reason -> count
+    prices: dict[str, float] = field(default_factory=dict)  # the meta's mean_cost: a list price per call
 
     def __post_init__(self) -> None:
         self._by_id = {r.id: r for r in self.rows}
@@ -104,7 +105,8 @@ class RoutingDataset:
                         break
         except (OSError, EOFError, UnicodeDecodeError) as exc:   # gzip.BadGzipFile is an OSError
             raise DatasetError(f"{path}: unreadable ({exc}); {HOW}") from None
-        return cls(meta.get("name", path.stem), premium, meta.get("cost_unit", ""), experts, rows, skipped)
+        return cls(meta.get("name", path.stem), premium, meta.get("cost_unit", ""), experts, rows, skipped,
+                   _list_prices(meta, meta_file))
 
     @classmethod
     def load_or_exit(cls, path: str | Path, **kw) -> "RoutingDataset":
@@ -125,6 +127,17 @@ class RoutingDataset:
 
     def split(self, name: str) -> list[Row]:
         return [r for r in self.rows if r.split == name]
+
+
+def _list_prices(meta: dict, meta_file: Path) -> dict[str, float]:
+    """Each expert's `mean_cost` from the meta file: what a catalog would list as its price
+    per call, known before the first call. Empty when the meta lists none."""
+    raw = {e: spec.get("mean_cost") for e, spec in meta["experts"].items() if isinstance(spec, dict)}
+    raw = {e: v for e, v in raw.items() if v is not None}
+    for e, v in raw.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise DatasetError(f"{meta_file}: mean_cost of {e!r} must be a number >= 0, got {v!r}")
+    return {e: float(v) for e, v in raw.items()}
 
 
 def _parse_row(line: str, experts: list[str]) -> Row:

@@ -29,7 +29,7 @@ class ScoreParts(_message.Message):
     def __init__(self, estimated_quality: _Optional[float] = ..., estimated_cost: _Optional[float] = ..., exploration_bonus: _Optional[float] = ..., score: _Optional[float] = ...) -> None: ...
 
 class DecisionEvent(_message.Message):
-    __slots__ = ("decision_id", "ts_ms", "mode", "tenant", "modality", "context", "chosen_expert", "propensity", "probabilities", "scores", "policy_name", "policy_version", "embedding_model", "feature_version", "cost_weight", "router_id", "query_chars", "hints")
+    __slots__ = ("decision_id", "ts_ms", "mode", "tenant", "modality", "context", "chosen_expert", "propensity", "probabilities", "scores", "policy_name", "policy_version", "embedding_model", "feature_version", "cost_weight", "router_id", "query_chars", "hints", "prices")
     class ProbabilitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,13 @@ class DecisionEvent(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class PricesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     TS_MS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +76,7 @@ class DecisionEvent(_message.Message):
     ROUTER_ID_FIELD_NUMBER: _ClassVar[int]
     QUERY_CHARS_FIELD_NUMBER: _ClassVar[int]
     HINTS_FIELD_NUMBER: _ClassVar[int]
+    PRICES_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     ts_ms: int
     mode: DecisionMode
@@ -87,7 +95,8 @@ class DecisionEvent(_message.Message):
     router_id: str
     query_chars: int
     hints: _containers.ScalarMap[str, str]
-    def __init__(self, decision_id: _Optional[str] = ..., ts_ms: _Optional[int] = ..., mode: _Optional[_Union[DecisionMode, str]] = ..., tenant: _Optional[str] = ..., modality: _Optional[str] = ..., context: _Optional[_Iterable[float]] = ..., chosen_expert: _Optional[str] = ..., propensity: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., scores: _Optional[_Mapping[str, ScoreParts]] = ..., policy_name: _Optional[str] = ..., policy_version: _Optional[int] = ..., embedding_model: _Optional[str] = ..., feature_version: _Optional[str] = ..., cost_weight: _Optional[float] = ..., router_id: _Optional[str] = ..., query_chars: _Optional[int] = ..., hints: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    prices: _containers.ScalarMap[str, float]
+    def __init__(self, decision_id: _Optional[str] = ..., ts_ms: _Optional[int] = ..., mode: _Optional[_Union[DecisionMode, str]] = ..., tenant: _Optional[str] = ..., modality: _Optional[str] = ..., context: _Optional[_Iterable[float]] = ..., chosen_expert: _Optional[str] = ..., propensity: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., scores: _Optional[_Mapping[str, ScoreParts]] = ..., policy_name: _Optional[str] = ..., policy_version: _Optional[int] = ..., embedding_model: _Optional[str] = ..., feature_version: _Optional[str] = ..., cost_weight: _Optional[float] = ..., router_id: _Optional[str] = ..., query_chars: _Optional[int] = ..., hints: _Optional[_Mapping[str, str]] = ..., prices: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ExpertRequest(_message.Message):
     __slots__ = ("request_id", "decision_id", "expert", "attempt", "fallback", "query", "modality", "metadata", "deadline_ms", "reply_topic")

@@ -79,7 +79,8 @@ class RouterCore:
             cost_weight = self.pacer.weight(cost_weight)
         embedding = await self.embedder.embed(query)
         x = build_context(embedding, query, modality, options.hints)
-        choice = self.live.policy.select(x, eligible, cost_weight)
+        prices = {e: self.catalog[e].expected_cost(len(query)) for e in eligible}
+        choice = self.live.policy.select(x, eligible, cost_weight, prices)
         event = events_pb2.DecisionEvent(
             decision_id=str(uuid.uuid4()), ts_ms=now_ms(), mode=mode, tenant=options.tenant,
             modality=modality, context=x.tolist(), chosen_expert=choice.expert,
@@ -87,7 +88,7 @@ class RouterCore:
             policy_name=self.live.policy.name, policy_version=self.live.version,
             embedding_model=self.embedder.version, feature_version=FEATURE_VERSION,
             cost_weight=cost_weight, router_id=self.s.router_id, query_chars=len(query),
-            hints=options.hints)
+            hints=options.hints, prices=prices)
         for name, sc in choice.scores.items():
             event.scores[name].CopyFrom(events_pb2.ScoreParts(
                 estimated_quality=sc.estimated_quality, estimated_cost=sc.estimated_cost,

@@ -65,7 +65,7 @@ async def export(s: InfraSettings, out: Path) -> int:
             seen.add(r.decision_id)
             fh.write(json.dumps({
                 "decision_id": d.decision_id, "context": list(d.context), "chosen_expert": d.chosen_expert,
-                "propensity": d.propensity, "probabilities": dict(d.probabilities), "quality": r.quality,
+                "propensity": d.propensity, "probabilities": dict(d.probabilities), "prices": dict(d.prices), "quality": r.quality,
                 "cost": r.cost, "cost_weight": d.cost_weight, "policy_name": d.policy_name,
                 "policy_version": d.policy_version, "ts_ms": d.ts_ms}) + "\n")
             rows += 1
@@ -125,6 +125,10 @@ def _check(line: str) -> dict:
             raise LogError(f"bad {key}: {row[key]!r}")
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in row["context"]):
         raise LogError("bad context: non-numeric or non-finite values")
+    prices = row.get("prices", {})
+    if not isinstance(prices, dict) or not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+                                               for v in prices.values()):
+        raise LogError(f"bad prices: {prices!r} (expected expert -> cost >= 0)")
     return row
 
 

@@ -43,7 +43,7 @@ def candidate_pi(name: str, params: dict, logs: LoggedDecisions, x, w, seed: int
     pi = np.zeros((len(logs.rows), len(experts)))
     for i, row in enumerate(logs.rows):
         eligible = sorted(row["probabilities"])
-        choice = policy.select(x[i], eligible, float(w[i]))
+        choice = policy.select(x[i], eligible, float(w[i]), row.get("prices"))
         for e, p in choice.probabilities.items():
             pi[i, experts.index(e)] = p
         policy.update(row["chosen_expert"], x[i], row["quality"], row["cost"])

@@ -67,7 +67,7 @@ def bandit_picks(name: str, st: Stream, weight: float, seed: int, delay: int, pa
     pending: deque = deque()
     picks = np.empty(len(st.order), dtype=int)
     for t in range(len(st.order)):
-        k = st.experts.index(policy.select(st.x[t], st.experts, weight).expert)
+        k = st.experts.index(policy.select(st.x[t], st.experts, weight, st.prices).expert)
         picks[t] = k
         pending.append(t)
         if len(pending) > delay:            # the reward of the query `delay` places back arrives now

@@ -33,7 +33,7 @@ from .warmstart import labelled_rows
 DEFAULT_POLICIES = "pooled_linucb,linucb,lints,vw,epsilon_greedy"
 # Fine at the low end (where the premium expert's quality is traded), and far enough up
 # that every policy ends on the cheapest expert: the frontier covers every budget.
-SWEEP = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 20.0, 100.0)
+SWEEP = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.5, 0.7, 1.0, 2.0, 5.0, 20.0, 100.0)
 SUPERVISED = ("knn", "threshold")   # trained with full information on the train split
 
 
@@ -107,13 +107,13 @@ def aggregate(runs: list[Run]) -> dict:
 def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[str], seeds: int,
              weight: float, delay: int, drift=(), sweep: tuple[float, ...] = SWEEP, log=print,
              params: dict | None = None, jobs: int = 1, warm_start: bool = False,
-             hints: tuple[str, ...] = ()) -> dict:
+             hints: tuple[str, ...] = (), prices: bool = True) -> dict:
     """Replay every policy and baseline. With `warm_start`, the policies first learn from the
     train split with full information (simulations/warmstart.py) and everything is replayed
-    on the other rows only."""
+    on the other rows only. With `prices`, the policies know the list prices (meta mean costs)."""
     labelled = labelled_rows(ds, "train")
     rest = np.setdiff1d(np.arange(len(ds.rows)), labelled) if warm_start else None
-    runs_of = streams(ds, x, seeds, list(drift), rest)
+    runs_of = streams(ds, x, seeds, list(drift), rest, prices)
     base = Baselines(ds, emb, runs_of[0])
     premium_q = float(np.mean([st.quality[:, st.premium].mean() for st in runs_of]))
     premium_c = float(runs_of[0].cost[:, runs_of[0].premium].mean() * runs_of[0].scale)
@@ -163,7 +163,7 @@ def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[
         r["aiq"] = metrics.aiq([(p["cost"], p["quality"]) for p in r["frontier"]], min(costs), max(costs))
     return {"dataset": ds.name, "premium": ds.premium, "cost_unit": ds.cost_unit, "rows": len(runs_of[0].order),
             "warm_start": {"rows": int(len(labelled))} if warm_start else None,
-            "hints": list(hints), "cost_weight": weight, "delay": delay, "seeds": seeds, "drift": list(drift),
+            "hints": list(hints), "list_prices": bool(runs_of[0].prices), "cost_weight": weight, "delay": delay, "seeds": seeds, "drift": list(drift),
             "always_premium": {"quality": premium_q, "cost": premium_c}, "policies": results,
             "checks": metrics.frontier_checks(results)}
 
@@ -189,6 +189,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--embedding-model", default="", help="sentence-transformers name or path")
     p.add_argument("--hints", default="", metavar="FIELDS",
                    help=f"row fields passed as request hints (context features), e.g. task; one of {list(HINT_FIELDS)}")
+    p.add_argument("--no-prices", action="store_true",
+                   help="hide the list prices (the meta's mean costs) from the policies: every cost is learned")
     return p.parse_args(argv)
 
 
@@ -212,7 +214,7 @@ def main(argv=None) -> None:
     print(f"{ds.name}: {len(ds.rows)} queries, {len(ds.experts)} experts; contexts from {model}"
           f"{' with hints ' + ','.join(hints) if hints else ''} ({time.monotonic() - t0:.1f}s)")
     report = evaluate(ds, x, emb, policies, args.seeds, args.cost_weight, args.delay, drift, params=params, jobs=args.jobs,
-                      warm_start=args.warm_start, hints=hints)
+                      warm_start=args.warm_start, hints=hints, prices=not args.no_prices)
     report["wall_s"] = round(time.monotonic() - t0, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=1))

@@ -13,10 +13,13 @@ def _fmt(v, pct=False) -> str:
 
 def write_markdown(report: dict, path: Path) -> None:
     ap = report["always_premium"]
+    knows = ("know each expert's list price (the meta's mean cost) before its first call"
+             if report.get("list_prices") else "learn every cost from rewards (no list prices)")
+    hints = f"; request hints: {', '.join(report['hints'])}" if report.get("hints") else ""
     lines = [f"# Replay of {report['dataset']} ({report['rows']} queries, {report['seeds']} seeds, "
              f"reward delay {report['delay']}, cost weight {report['cost_weight']})", "",
              f"Always-premium ({report['premium']}): quality {ap['quality']:.3f}, cost {ap['cost']:.4g} "
-             f"{report['cost_unit']} per query.", "",
+             f"{report['cost_unit']} per query. Policies {knows}{hints}.", "",
              "| policy | kind | quality (± sd) | cost / query | premium share | regret | AIQ | premium share at parity "
              "| quality at 33% premium |",
              "|---|---|---|---|---|---|---|---|---|"]

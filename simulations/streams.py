@@ -38,6 +38,7 @@ class Stream:
     quality: np.ndarray             # (n, K)
     cost: np.ndarray                # (n, K)
     scale: float
+    prices: dict[str, float] = field(default_factory=dict)   # list prices per call, divided like costs
 
     def summarize(self, picks: np.ndarray, weight: float, curve_points: int = 50) -> Run:
         n = np.arange(len(picks))
@@ -56,17 +57,20 @@ class Stream:
 
 
 def streams(ds: RoutingDataset, x: np.ndarray, seeds: int, drift: list[tuple[int, float, float]],
-            rows: np.ndarray | None = None) -> list[Stream]:
-    """One shuffled stream per seed, of `rows` (indices; default every row)."""
+            rows: np.ndarray | None = None, prices: bool = True) -> list[Stream]:
+    """One shuffled stream per seed, of `rows` (indices; default every row). With `prices`,
+    policies are told the data set's list prices (its meta's mean costs), as a router is
+    told its catalog's."""
     q, c = ds.outcome_arrays()
     premium = ds.experts.index(ds.premium)
     scale = float(c[:, premium].mean()) or 1.0
     rows = np.arange(len(ds.rows)) if rows is None else rows
+    listed = {e: v / scale for e, v in ds.prices.items()} if prices else {}
     out = []
     for s in range(seeds):
         order = np.random.default_rng(s).permutation(rows)
         qs = q[order].copy()
         for k, delta, frac in drift:
             qs[int(frac * len(order)):, k] = np.clip(qs[int(frac * len(order)):, k] + delta, 0.0, 1.0)
-        out.append(Stream(ds.experts, premium, order, x[order], qs, c[order] / scale, scale))
+        out.append(Stream(ds.experts, premium, order, x[order], qs, c[order] / scale, scale, listed))
     return out

@@ -26,7 +26,10 @@ def write_catalog(path: Path, experts: dict[str, dict]) -> Path:
 
 
 def replay_catalog(path: Path, data: Path, dataset: RoutingDataset, **options) -> Path:
+    """The data set's list prices (meta mean_cost) become the catalog's price per call:
+    what the router tells the policy before an expert's first answer. The answers' own
+    costs still come from the data set's records."""
     return write_catalog(path, {
         name: {"backend": "replay", "premium": name == dataset.premium, "max_concurrency": 32,
-               "options": {"data": str(data), **options}}
+               "price_per_call": dataset.prices.get(name, 0.0), "options": {"data": str(data), **options}}
         for name in dataset.experts})

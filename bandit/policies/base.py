@@ -14,7 +14,7 @@ import io
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, fields
-from typing import ClassVar, NamedTuple, Sequence
+from typing import ClassVar, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -82,14 +82,22 @@ class Policy(ABC):
         self.counts: dict[str, int] = {}   # updates learned per expert
 
     # -- routing -----------------------------------------------------------------
-    def select(self, context: np.ndarray, eligible: Sequence[str], cost_weight: float = 0.0) -> Choice:
+    def select(self, context: np.ndarray, eligible: Sequence[str], cost_weight: float = 0.0,
+               prices: Mapping[str, float] | None = None) -> Choice:
+        """Pick an expert for `context` among `eligible`. `prices`: what the catalog says
+        each expert will cost on this query, known before any call; a policy that models
+        cost uses it for an expert it has no reward from yet (so a high cost weight calls
+        the cheapest expert from the first query). Missing or 0 means unknown."""
         if not eligible:
             raise ValueError("no eligible experts")
+        eligible = list(eligible)
         context = self._check_context(context)
-        return self._select(context, list(eligible), float(cost_weight))
+        return self._select(context, eligible, float(cost_weight), self._check_prices(prices, eligible))
 
     @abstractmethod
-    def _select(self, context: np.ndarray, eligible: list[str], cost_weight: float) -> Choice: ...
+    def _select(self, context: np.ndarray, eligible: list[str], cost_weight: float,
+                prices: np.ndarray) -> Choice:
+        """`prices`: per eligible expert, its catalog price, 0 where unknown."""
 
     # -- learning ----------------------------------------------------------------
     def update(self, expert: str, context: np.ndarray, quality: float, cost: float = 0.0) -> None:
@@ -152,6 +160,13 @@ class Policy(ABC):
         if not np.all(np.isfinite(x)):
             raise ValueError("context has non-finite values")
         return x
+
+    @staticmethod
+    def _check_prices(prices: Mapping[str, float] | None, eligible: list[str]) -> np.ndarray:
+        out = np.array([float((prices or {}).get(e, 0.0)) for e in eligible])
+        if not np.all(np.isfinite(out)) or np.any(out < 0):
+            raise ValueError(f"prices must be finite and >= 0, got {dict(zip(eligible, out.tolist()))}")
+        return out
 
     def _epsilon_probabilities(self, eligible: list[str], best: str, epsilon: float) -> dict[str, float]:
         """epsilon-greedy mixing: every eligible expert keeps at least epsilon/K."""

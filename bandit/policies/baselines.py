@@ -50,7 +50,7 @@ class Fixed(_MeanTracker):
     name = "fixed"
     Params = FixedParams
 
-    def _select(self, context, eligible, cost_weight) -> Choice:
+    def _select(self, context, eligible, cost_weight, prices) -> Choice:
         if self.params.expert in eligible:
             probs = {e: float(e == self.params.expert) for e in eligible}
         else:
@@ -63,7 +63,7 @@ class Fixed(_MeanTracker):
 class Random(_MeanTracker):
     name = "random"
 
-    def _select(self, context, eligible, cost_weight) -> Choice:
+    def _select(self, context, eligible, cost_weight, prices) -> Choice:
         probs = {e: 1.0 / len(eligible) for e in eligible}
         chosen = self._draw(probs)
         return Choice(chosen, probs[chosen], probs)
@@ -84,7 +84,7 @@ class EpsilonGreedy(_MeanTracker):
     name = "epsilon_greedy"
     Params = EpsilonGreedyParams
 
-    def _select(self, context, eligible, cost_weight) -> Choice:
+    def _select(self, context, eligible, cost_weight, prices) -> Choice:
         n, q, c = self._means(eligible)
         value = np.where(n > 0, q - cost_weight * c, np.inf)
         best = self._argmax(eligible, value)

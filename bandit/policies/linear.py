@@ -97,8 +97,10 @@ class _LinearPolicy(ArmPolicy):
         self._a32[row] = arm.A_inv
         self._t32[row] = arm.theta
 
-    def _estimates(self, x: np.ndarray, eligible: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per eligible expert: estimated quality, estimated cost, x' A^-1 x."""
+    def _estimates(self, x: np.ndarray, eligible: list[str],
+                   prices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per eligible expert: estimated quality, estimated cost (the catalog price until
+        its first reward), x' A^-1 x."""
         x32 = x.astype(np.float32)
         for e in eligible:
             self._arm(e)
@@ -110,7 +112,9 @@ class _LinearPolicy(ArmPolicy):
             a_inv, theta = self._a32[rows], self._t32[rows]
         qc = theta @ x32                                   # (K, 2)
         var = (a_inv @ x32) @ x32                          # (K,)
-        return qc[:, 0].astype(np.float64), qc[:, 1].astype(np.float64), np.maximum(var, 0.0).astype(np.float64)
+        untried = np.array([self.counts.get(e, 0) == 0 for e in eligible])
+        cost = np.where(untried, prices, qc[:, 1].astype(np.float64))
+        return qc[:, 0].astype(np.float64), cost, np.maximum(var, 0.0).astype(np.float64)
 
     def _update(self, expert, context, quality, cost) -> None:
         x = self.proj(context)
@@ -188,9 +192,9 @@ class LinUCB(_LinearPolicy):
     name = "linucb"
     Params = LinUCBParams
 
-    def _select(self, context, eligible, cost_weight) -> Choice:
+    def _select(self, context, eligible, cost_weight, prices) -> Choice:
         x = self.proj(context)
-        q, c, var = self._estimates(x, eligible)
+        q, c, var = self._estimates(x, eligible, prices)
         bonus = self.params.alpha * np.sqrt(var)
         score = q - cost_weight * c + bonus
         best = self._argmax(eligible, score)
@@ -216,9 +220,9 @@ class LinTS(_LinearPolicy):
     name = "lints"
     Params = LinTSParams
 
-    def _select(self, context, eligible, cost_weight) -> Choice:
+    def _select(self, context, eligible, cost_weight, prices) -> Choice:
         x = self.proj(context)
-        q, c, var = self._estimates(x, eligible)
+        q, c, var = self._estimates(x, eligible, prices)
         spread = self.params.v * np.sqrt(var)
         value = q - cost_weight * c
         draws = value + spread * self.rng.standard_normal((self.params.samples, len(eligible)))

@@ -82,9 +82,9 @@ class NeuralLinear(Policy):
             t = self.torch.as_tensor(np.atleast_2d(x), dtype=self.torch.float32, device=self.device)
             return self.body(t).cpu().numpy().astype(np.float64)
 
-    def _select(self, context, eligible, cost_weight) -> Choice:
+    def _select(self, context, eligible, cost_weight, prices) -> Choice:
         self.head.rng = self.rng   # one seeded stream of randomness for the whole policy
-        return self.head.select(self._features(context)[0], eligible, cost_weight)
+        return self.head.select(self._features(context)[0], eligible, cost_weight, dict(zip(eligible, prices)))
 
     def _update(self, expert, context, quality, cost) -> None:
         if expert not in self.experts:

@@ -14,12 +14,15 @@ data has shared structure that this wastes:
 - Cost: an expert's price times how long the query's answer runs, so
   log cost = a_expert + beta . z, with beta shared by every expert, fitted on the rewards
   that cost something; the expected cost is that times the share of them (a failed call
-  or a free expert costs 0). One cost seen for an expert places it, and the cheapest
-  expert is known for every query, so a high cost weight calls exactly the cheapest one.
+  or a free expert costs 0). Each expert's offset is pulled toward its catalog price
+  (`price_prior` pseudo-rewards; the router passes the catalog's expected cost), so a
+  high cost weight calls exactly the cheapest expert from the first query on, and one
+  noisy cost cannot make an expert look cheaper than its price says.
 Exploration is cost-aware: the confidence bonus explores upward where quality may pay,
 and the epsilon floor is spread only over experts no dearer than the greedy pick, so the
 premium expert is never called at random. An expert with no rewards yet is scored with
-the pooled quality model at an estimated cost of 0: it is tried once it is eligible.
+the pooled quality model at its catalog price (0 when none is known: then it is tried
+once it is eligible).
 
 The snapshot is one part (the components are shared by all experts): a pooled policy
 has a single learner shard, like the other shared-model policies.
@@ -44,6 +47,7 @@ class PooledParams(PolicyParams):
     prior: float = 4.0          # pull of each expert's quality model toward the pooled one
     ridge: float = 1.0          # ridge of the pooled quality model and of the shared cost slope
     refit_every: int = 512      # updates between refits of the components, once past the doubling phase
+    price_prior: float = 8.0    # priced rewards an expert's list price counts for in its cost model
 
     def validate(self) -> None:
         self.require_unit("epsilon")
@@ -51,8 +55,8 @@ class PooledParams(PolicyParams):
             raise ValueError(f"rank must be >= 1 and refit_every >= {FIRST_REFIT}")
         if not (self.alpha >= 0):
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
-        if not (self.prior > 0 and self.ridge > 0):
-            raise ValueError("prior and ridge must be > 0")
+        if not (self.prior > 0 and self.ridge > 0 and self.price_prior >= 0):
+            raise ValueError("prior and ridge must be > 0, price_prior >= 0")
 
 
 @register
@@ -141,25 +145,43 @@ class PooledLinUCB(Policy):
         self._fresh = True
 
     # -- routing -----------------------------------------------------------------
-    def _estimates(self, context, eligible) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _estimates(self, context, eligible, prices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per eligible expert: estimated quality, cost, and x' P x."""
         if not self._fresh:
             self._solve()
         z = np.append(context, 1.0) @ self.basis
-        log_c = self.a + self.beta @ z[:-1] + self.log_var / 2          # mean of a log-normal cost
+        ks = [self.experts.index(e) if e in self.experts else -1 for e in eligible]
+        a, placed = self._intercepts(ks, prices)
+        log_c = a + self.beta @ z[:-1] + self.log_var / 2             # mean of a log-normal cost
         q, c, var = (np.zeros(len(eligible)) for _ in range(3))
-        for i, e in enumerate(eligible):
-            k = self.experts.index(e) if e in self.experts else -1
+        for i, k in enumerate(ks):
             if k >= 0 and self.seen[k]:
                 q[i], var[i] = self.theta_q[k] @ z, z @ self.P[k] @ z
-                c[i] = self.priced_share[k] * np.exp(log_c[k])
-            else:                                     # no rewards yet: the pooled model, cost unknown
+                c[i] = self.priced_share[k] * np.exp(log_c[i])
+            else:                                     # no rewards yet: the pooled model, the catalog price
                 q[i], var[i] = self.theta0 @ z, z @ z / self.params.prior
+                c[i] = np.exp(log_c[i]) if placed else prices[i]
         return q, c, np.maximum(var, 0.0)
 
-    def _select(self, context, eligible, cost_weight) -> Choice:
+    def _intercepts(self, ks: list[int], prices: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Each expert's log-cost intercept, pulled toward its list price by `price_prior`
+        pseudo-rewards: one or two noisy costs must not make an expert look cheaper than
+        its price says. List prices are put on the learned scale by the mean offset of the
+        experts that have both (a list price rarely knows the answer's length). The flag:
+        whether any expert had both (else prices stand as they are)."""
+        n = np.array([self.rp[k, -1] if k >= 0 else 0.0 for k in ks])
+        a = np.array([self.a[k] if k >= 0 else 0.0 for k in ks])
+        listed = prices > 0
+        both = listed & (n > 0)
+        if not both.any():
+            return a, False
+        prior = np.log(np.where(listed, prices, 1.0)) + np.average(a[both] - np.log(prices[both]), weights=n[both])
+        m = self.params.price_prior
+        return np.where(listed, (n * a + m * prior) / (n + m), a), True
+
+    def _select(self, context, eligible, cost_weight, prices) -> Choice:
         """UCB, with the epsilon floor spread only over experts no dearer than the pick."""
-        q, c, var = self._estimates(context, eligible)
+        q, c, var = self._estimates(context, eligible, prices)
         bonus = self.params.alpha * np.sqrt(var)
         score = q - cost_weight * c + bonus
         best = self._argmax(eligible, score)

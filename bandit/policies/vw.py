@@ -79,7 +79,7 @@ class VowpalWabbit(Policy):
             lines.append(f"{prefix}|a {_token(e)}")
         return lines
 
-    def _select(self, context, eligible, cost_weight) -> Choice:
+    def _select(self, context, eligible, cost_weight, prices) -> Choice:
         pmf = np.asarray(self.ws.predict(self._lines(context, eligible)), dtype=np.float64)
         pmf = pmf / pmf.sum()
         probs = {e: float(pmf[i]) for i, e in enumerate(eligible)}

@@ -45,6 +45,7 @@ def test_estimates_bracket_the_truth_and_rank_a_learner_above_the_logger(tmp_pat
     ({"propensity": 0.0}, "line 2: zero propensity"),
     ({"chosen_expert": "c"}, "line 2: unknown expert: 'c'"),
     ({"quality": float("nan")}, "line 2: bad quality"),
+    ({"prices": {"a": -1.0}}, "line 2: bad prices"),
 ])
 def test_bad_log_lines_are_named_or_skipped(tmp_path, patch, message):
     good = (tmp_path / "g.jsonl")
@@ -64,7 +65,8 @@ async def test_export_joins_decisions_and_rewards_from_kafka(stack, prefix, tmp_
     ids = [str(uuid.uuid4()) for _ in range(3)]
     for did in ids:
         d = events_pb2.DecisionEvent(decision_id=did, chosen_expert="a", propensity=0.6, context=[0.1, 0.2],
-                                     probabilities={"a": 0.6, "b": 0.4}, policy_name="linucb", cost_weight=0.5)
+                                     probabilities={"a": 0.6, "b": 0.4}, policy_name="linucb", cost_weight=0.5,
+                                     prices={"a": 0.3, "b": 0.1})
         await producer.send_and_wait(f"{prefix}router.decisions", d.SerializeToString(), key=did.encode())
     for did in ids[:2] + [ids[0], str(uuid.uuid4())]:   # a duplicate, and a reward without a decision
         r = events_pb2.RewardEvent(reward_id=did, decision_id=did, expert="a", quality=1.0, cost=0.2)
@@ -76,3 +78,4 @@ async def test_export_joins_decisions_and_rewards_from_kafka(stack, prefix, tmp_
     rows = logmod.load(out).rows
     assert {r["decision_id"] for r in rows} == set(ids[:2])
     assert rows[0]["probabilities"] == pytest.approx({"a": 0.6, "b": 0.4}) and rows[0]["cost_weight"] == 0.5
+    assert rows[0]["prices"] == pytest.approx({"a": 0.3, "b": 0.1})

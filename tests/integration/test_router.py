@@ -64,6 +64,7 @@ async def test_route_answers_and_logs_a_complete_decision(routed, stack, prompts
     assert sum(ev.probabilities.values()) == pytest.approx(1.0)
     assert len(ev.context) == context_dim(384) and ev.tenant == "acme" and ev.mode == events_pb2.DECISION_MODE_ROUTE
     assert dict(ev.hints) == {"task": "gsm8k", "app": "tutor"}
+    assert dict(ev.prices) == pytest.approx({"mathbot": 0.01, "triviabot": 0.001})   # the catalog's
     hinted = [i - 384 - 6 for i, v in enumerate(ev.context) if i >= 384 + 6 and v == 1.0]
     assert sorted(hinted) == sorted({hint_slot("task", "gsm8k"), hint_slot("app", "tutor")})
     assert ev.policy_name == "linucb" and ev.embedding_model.endswith("/384") and ev.feature_version

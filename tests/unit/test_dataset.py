@@ -46,10 +46,20 @@ def test_meta_must_name_a_known_premium(tmp_path):
         RoutingDataset.load(write(tmp_path, [row()], premium="z"))
 
 
+def test_meta_mean_costs_are_the_list_prices(tmp_path):
+    path = write(tmp_path, [row()])
+    meta = tmp_path / "d.meta.json"
+    meta.write_text(json.dumps({"premium": "y", "experts": {"x": {"mean_cost": 0.1}, "y": {"mean_cost": 2}}}))
+    assert RoutingDataset.load(path).prices == {"x": 0.1, "y": 2.0}
+    meta.write_text(json.dumps({"premium": "y", "experts": {"x": {"mean_cost": -1}, "y": {}}}))
+    with pytest.raises(DatasetError, match="mean_cost of 'x' must be a number >= 0, got -1"):
+        RoutingDataset.load(path)
+
+
 def test_the_bundled_set_loads_whole():
     ds = RoutingDataset.load(BUNDLED)
     assert ds.name == "llmrouter_9models" and len(ds.rows) == 6108 and len(ds.experts) == 9
-    assert ds.premium == "llama-3.1-nemotron-51b-instruct"
+    assert ds.premium == "llama-3.1-nemotron-51b-instruct" and set(ds.prices) == set(ds.experts)
     assert all(set(r.outcomes) == set(ds.experts) for r in ds.rows)
     assert len(ds.split("train")) == 5608 and len(ds.split("test")) == 500
 

@@ -93,6 +93,25 @@ def test_bad_context_and_empty_eligible_are_rejected():
         make_policy("nope", DIM)
 
 
+def test_bad_prices_are_rejected(name):
+    p = make_policy(name, DIM, PARAMS.get(name), seed=0)
+    for bad in ({"a": -1.0}, {"b": float("nan")}):
+        with pytest.raises(ValueError, match="prices must be finite and >= 0"):
+            p.select(np.zeros(DIM), EXPERTS, 1.0, bad)
+
+
+@pytest.mark.parametrize("name", ["linucb", "lints", "pooled_linucb", "neural_linear"])
+def test_catalog_prices_steer_the_first_query_to_the_cheapest_expert(name):
+    """Before any reward, a high cost weight already calls the cheapest expert: the catalog
+    says what each costs, so the cheap end of the frontier costs no exploration."""
+    prices = {"a": 0.3, "b": 0.05, "c": 1.0}
+    p = make_policy(name, DIM, {**PARAMS.get(name, {}), "epsilon": 0.0}, seed=0)
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        choice = p.select(rng.standard_normal(DIM), EXPERTS, 100.0, prices)
+        assert choice.expert == "b" and choice.scores["c"].estimated_cost == pytest.approx(1.0)
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400), scale=st.floats(0.01, 10.0))
 def test_sherman_morrison_inverse_tracks_numpy(seed, n, scale):
@@ -216,11 +235,14 @@ def test_pooled_new_expert_starts_from_the_pooled_model_and_is_tried():
     choice = p.select(x, ["small", "mid", "premium", "new"], cost_weight=1.0)
     assert choice.scores["new"].estimated_cost == 0.0 and choice.expert == "new"
     assert 0.5 < choice.scores["new"].estimated_quality < 0.9          # the average of what the others taught
+    priced = p.select(x, ["small", "mid", "premium", "new"], cost_weight=1.0, prices={"new": 50.0})
+    assert priced.scores["new"].estimated_cost == 50.0 and priced.expert != "new"   # the catalog's price
 
 
 @pytest.mark.parametrize("params, message", [
     ({"rank": 0}, "rank must be >= 1"),
     ({"prior": 0.0}, "prior and ridge must be > 0"),
+    ({"price_prior": -1.0}, "price_prior >= 0"),
     ({"alpha": -0.1}, "alpha must be >= 0"),
 ])
 def test_pooled_rejects_bad_hyperparameters(params, message):
