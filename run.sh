@@ -30,6 +30,7 @@ setup() {
   need_apt java openjdk-17-jre-headless
   need_apt mvn maven
   need_apt redis-server redis-server
+  need_apt tesseract tesseract-ocr tesseract-ocr-eng
   if [ ! -f "$VENV/.complete" ]; then
     echo "creating the Python environment in $VENV (one pip resolution; torch is large)" >&2
     rm -rf "$VENV"; mkdir -p "$BR_CACHE_DIR"

@@ -79,5 +79,7 @@ class ExpertCatalog:
     def premium(self) -> ExpertConfig | None:
         return next((e for e in self if e.premium), None)
 
-    def eligible(self, modality: str, allowed: list[str] | None = None) -> list[str]:
-        return [e.name for e in self if modality in e.modalities and (not allowed or e.name in allowed)]
+    def eligible(self, modalities: str | list[str], allowed: list[str] | None = None) -> list[str]:
+        """Experts that accept every one of `modalities` (and are `allowed`, when given)."""
+        needed = [modalities] if isinstance(modalities, str) else modalities
+        return [e.name for e in self if all(m in e.modalities for m in needed) and (not allowed or e.name in allowed)]

@@ -14,6 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .experts import ExpertCatalog
+from .media import MediaLimits
 
 
 def _env(prefix: str = "BR_") -> SettingsConfigDict:
@@ -98,6 +99,24 @@ class RouterSettings(PolicySettings):
     budget_step: float = Field(default=0.05, gt=0)
     snapshot_poll_s: float = Field(default=1.0, gt=0)
     seed: int | None = None
+    # Content parts (common/media.py): limits per part and per request; the gRPC message
+    # limit is raised to max_request_bytes plus the query. Stored parts live part_ttl_s.
+    max_parts: int = Field(default=8, ge=0)
+    max_part_bytes: int = Field(default=10 * 2**20, ge=1)
+    max_request_bytes: int = Field(default=20 * 2**20, ge=1)
+    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    max_pdf_pages: int = Field(default=200, ge=1)
+    max_audio_s: float = Field(default=600.0, gt=0)
+    part_ttl_s: float = Field(default=3600.0, gt=0)
+
+    @property
+    def media_limits(self) -> MediaLimits:
+        return MediaLimits(self.max_parts, self.max_part_bytes, self.max_request_bytes, self.max_image_pixels,
+                           self.max_pdf_pages, self.max_audio_s)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_request_bytes + 4 * self.max_query_chars + 2**20
 
 
 class WorkerSettings(InfraSettings):

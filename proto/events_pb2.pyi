@@ -29,7 +29,7 @@ class ScoreParts(_message.Message):
     def __init__(self, estimated_quality: _Optional[float] = ..., estimated_cost: _Optional[float] = ..., exploration_bonus: _Optional[float] = ..., score: _Optional[float] = ...) -> None: ...
 
 class DecisionEvent(_message.Message):
-    __slots__ = ("decision_id", "ts_ms", "mode", "tenant", "modality", "context", "chosen_expert", "propensity", "probabilities", "scores", "policy_name", "policy_version", "embedding_model", "feature_version", "cost_weight", "router_id", "query_chars", "hints", "prices")
+    __slots__ = ("decision_id", "ts_ms", "mode", "tenant", "modality", "context", "chosen_expert", "propensity", "probabilities", "scores", "policy_name", "policy_version", "embedding_model", "feature_version", "cost_weight", "router_id", "query_chars", "hints", "prices", "parts")
     class ProbabilitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,7 @@ class DecisionEvent(_message.Message):
     QUERY_CHARS_FIELD_NUMBER: _ClassVar[int]
     HINTS_FIELD_NUMBER: _ClassVar[int]
     PRICES_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     ts_ms: int
     mode: DecisionMode
@@ -96,10 +97,23 @@ class DecisionEvent(_message.Message):
     query_chars: int
     hints: _containers.ScalarMap[str, str]
     prices: _containers.ScalarMap[str, float]
-    def __init__(self, decision_id: _Optional[str] = ..., ts_ms: _Optional[int] = ..., mode: _Optional[_Union[DecisionMode, str]] = ..., tenant: _Optional[str] = ..., modality: _Optional[str] = ..., context: _Optional[_Iterable[float]] = ..., chosen_expert: _Optional[str] = ..., propensity: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., scores: _Optional[_Mapping[str, ScoreParts]] = ..., policy_name: _Optional[str] = ..., policy_version: _Optional[int] = ..., embedding_model: _Optional[str] = ..., feature_version: _Optional[str] = ..., cost_weight: _Optional[float] = ..., router_id: _Optional[str] = ..., query_chars: _Optional[int] = ..., hints: _Optional[_Mapping[str, str]] = ..., prices: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    parts: _containers.RepeatedCompositeFieldContainer[PartRef]
+    def __init__(self, decision_id: _Optional[str] = ..., ts_ms: _Optional[int] = ..., mode: _Optional[_Union[DecisionMode, str]] = ..., tenant: _Optional[str] = ..., modality: _Optional[str] = ..., context: _Optional[_Iterable[float]] = ..., chosen_expert: _Optional[str] = ..., propensity: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., scores: _Optional[_Mapping[str, ScoreParts]] = ..., policy_name: _Optional[str] = ..., policy_version: _Optional[int] = ..., embedding_model: _Optional[str] = ..., feature_version: _Optional[str] = ..., cost_weight: _Optional[float] = ..., router_id: _Optional[str] = ..., query_chars: _Optional[int] = ..., hints: _Optional[_Mapping[str, str]] = ..., prices: _Optional[_Mapping[str, float]] = ..., parts: _Optional[_Iterable[_Union[PartRef, _Mapping]]] = ...) -> None: ...
+
+class PartRef(_message.Message):
+    __slots__ = ("sha256", "media_type", "size", "name")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    media_type: str
+    size: int
+    name: str
+    def __init__(self, sha256: _Optional[str] = ..., media_type: _Optional[str] = ..., size: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ExpertRequest(_message.Message):
-    __slots__ = ("request_id", "decision_id", "expert", "attempt", "fallback", "query", "modality", "metadata", "deadline_ms", "reply_topic")
+    __slots__ = ("request_id", "decision_id", "expert", "attempt", "fallback", "query", "modality", "metadata", "deadline_ms", "reply_topic", "parts")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +131,7 @@ class ExpertRequest(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     REPLY_TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     decision_id: str
     expert: str
@@ -127,7 +142,8 @@ class ExpertRequest(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     deadline_ms: int
     reply_topic: str
-    def __init__(self, request_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., expert: _Optional[str] = ..., attempt: _Optional[int] = ..., fallback: _Optional[bool] = ..., query: _Optional[str] = ..., modality: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., deadline_ms: _Optional[int] = ..., reply_topic: _Optional[str] = ...) -> None: ...
+    parts: _containers.RepeatedCompositeFieldContainer[PartRef]
+    def __init__(self, request_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., expert: _Optional[str] = ..., attempt: _Optional[int] = ..., fallback: _Optional[bool] = ..., query: _Optional[str] = ..., modality: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., deadline_ms: _Optional[int] = ..., reply_topic: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[PartRef, _Mapping]]] = ...) -> None: ...
 
 class ExpertResult(_message.Message):
     __slots__ = ("request_id", "decision_id", "expert", "attempt", "fallback", "ok", "answer", "error", "latency_s", "input_tokens", "output_tokens", "cost", "ts_ms", "producer")

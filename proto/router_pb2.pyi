@@ -41,15 +41,27 @@ class RouteOptions(_message.Message):
     hints: _containers.ScalarMap[str, str]
     def __init__(self, tenant: _Optional[str] = ..., modality: _Optional[str] = ..., cost_weight: _Optional[float] = ..., allowed_experts: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_cost: _Optional[float] = ..., max_latency_s: _Optional[float] = ..., hints: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class ContentPart(_message.Message):
+    __slots__ = ("media_type", "data", "name")
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    media_type: str
+    data: bytes
+    name: str
+    def __init__(self, media_type: _Optional[str] = ..., data: _Optional[bytes] = ..., name: _Optional[str] = ...) -> None: ...
+
 class RouteRequest(_message.Message):
-    __slots__ = ("query", "options", "timeout_ms")
+    __slots__ = ("query", "options", "timeout_ms", "parts")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
     query: str
     options: RouteOptions
     timeout_ms: int
-    def __init__(self, query: _Optional[str] = ..., options: _Optional[_Union[RouteOptions, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    parts: _containers.RepeatedCompositeFieldContainer[ContentPart]
+    def __init__(self, query: _Optional[str] = ..., options: _Optional[_Union[RouteOptions, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[ContentPart, _Mapping]]] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
     __slots__ = ("decision_id", "expert", "chosen_expert", "fallback", "answer", "propensity", "cost", "latency_s", "policy_version")
@@ -74,12 +86,14 @@ class RouteResponse(_message.Message):
     def __init__(self, decision_id: _Optional[str] = ..., expert: _Optional[str] = ..., chosen_expert: _Optional[str] = ..., fallback: _Optional[bool] = ..., answer: _Optional[str] = ..., propensity: _Optional[float] = ..., cost: _Optional[float] = ..., latency_s: _Optional[float] = ..., policy_version: _Optional[int] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("query", "options")
+    __slots__ = ("query", "options", "parts")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
     query: str
     options: RouteOptions
-    def __init__(self, query: _Optional[str] = ..., options: _Optional[_Union[RouteOptions, _Mapping]] = ...) -> None: ...
+    parts: _containers.RepeatedCompositeFieldContainer[ContentPart]
+    def __init__(self, query: _Optional[str] = ..., options: _Optional[_Union[RouteOptions, _Mapping]] = ..., parts: _Optional[_Iterable[_Union[ContentPart, _Mapping]]] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
     __slots__ = ("decision_id", "expert", "propensity", "probabilities", "scores", "policy_version")

@@ -7,6 +7,7 @@ from common.redis_client import connect
 from grpc_health.v1 import health_pb2
 
 from common.catalog_watch import CatalogWatcher
+from common.claims import PartStore
 from common.experts import ExpertCatalog
 from common.kafka import ensure_topics, make_producer
 from common.lifecycle import stop_within
@@ -50,8 +51,9 @@ class RouterApp:
         policy = make_policy(s.policy, context_dim(self.embedder.dim), s.policy_params, s.seed)
         self.live = LivePolicy(policy, SnapshotStore(self.redis, s.redis_prefix, s.policy), s.snapshot_poll_s)
         await self.live.start()
-        self.core = RouterCore(s, self.catalog, self.embedder, self.live, self.producer, self.replies)
-        self.server, self.port, self.health = await start_grpc(self.core, s.host, s.port)
+        self.core = RouterCore(s, self.catalog, self.embedder, self.live, self.producer, self.replies,
+                               PartStore(self.redis, s.redis_prefix, s.part_ttl_s))
+        self.server, self.port, self.health = await start_grpc(self.core, s.host, s.port, s.max_message_bytes)
         self.watcher = CatalogWatcher(s.experts_file, s.catalog_poll_s, self.apply_catalog) \
             if s.experts_file and s.catalog_poll_s else None
         if self.watcher:

@@ -11,25 +11,29 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
+from common.claims import PartStore, part_ref
 from common.experts import ExpertCatalog
+from common.media import Part
 from common.kafka import now_ms
 from common.settings import RouterSettings
 from proto import events_pb2
 
 from . import metrics
 from bandit.context import FEATURE_VERSION, build_context
+from bandit.media_features import describe_media
 from bandit.embedder import Embedder
 from .errors import DeadlineExceeded, ExpertUnavailable, NotReady
 from .live_policy import LivePolicy
 from bandit.policies import Choice, Score
 from bandit.pacing import BudgetPacer
 from .replies import ReplyListener
-from .validation import check_feedback, check_options, check_query
+from .validation import check_content, check_feedback, check_options, check_query
 
 log = logging.getLogger(__name__)
 _NO_SCORE = Score()
@@ -40,6 +44,7 @@ class Decision:
     event: events_pb2.DecisionEvent
     choice: Choice
     eligible: list[str]
+    parts: list[Part] = field(default_factory=list)
 
 
 @dataclass
@@ -50,8 +55,9 @@ class Routed:
 
 class RouterCore:
     def __init__(self, settings: RouterSettings, catalog: ExpertCatalog, embedder: Embedder,
-                 live: LivePolicy, producer: AIOKafkaProducer, replies: ReplyListener):
+                 live: LivePolicy, producer: AIOKafkaProducer, replies: ReplyListener, parts: PartStore):
         self.s = settings
+        self.parts = parts
         self.embedder = embedder
         self.live = live
         self.producer = producer
@@ -71,14 +77,16 @@ class RouterCore:
         self.catalog, self.fallback = catalog, fallback
 
     # -- decide -----------------------------------------------------------------
-    async def decide(self, query: str, options, mode: int) -> Decision:
-        check_query(query, self.s.max_query_chars)
-        modality, eligible = check_options(options, self.catalog, len(query))
+    async def decide(self, query: str, options, mode: int, parts=()) -> Decision:
+        check_query(query, self.s.max_query_chars, has_parts=bool(parts))
+        media = check_content(parts, self.s.media_limits)
+        modality, eligible = check_options(options, self.catalog, len(query), [p.modality for p in media])
         cost_weight = options.cost_weight if options.HasField("cost_weight") else self.s.default_cost_weight
         if self.pacer:
             cost_weight = self.pacer.weight(cost_weight)
-        embedding = await self.embedder.embed(query)
-        x = build_context(embedding, query, modality, options.hints)
+        features, text = await asyncio.to_thread(describe_media, media, query) if media else ({}, query)
+        embedding = await self.embedder.embed(text)
+        x = build_context(embedding, query, modality, options.hints, features)
         prices = {e: self.catalog[e].expected_cost(len(query)) for e in eligible}
         choice = self.live.policy.select(x, eligible, cost_weight, prices)
         event = events_pb2.DecisionEvent(
@@ -88,13 +96,13 @@ class RouterCore:
             policy_name=self.live.policy.name, policy_version=self.live.version,
             embedding_model=self.embedder.version, feature_version=FEATURE_VERSION,
             cost_weight=cost_weight, router_id=self.s.router_id, query_chars=len(query),
-            hints=options.hints, prices=prices)
+            hints=options.hints, prices=prices, parts=[part_ref(p) for p in media])
         for name, sc in choice.scores.items():
             event.scores[name].CopyFrom(events_pb2.ScoreParts(
                 estimated_quality=sc.estimated_quality, estimated_cost=sc.estimated_cost,
                 exploration_bonus=sc.exploration_bonus, score=sc.score))
         metrics.DECISIONS.labels(choice.expert).inc()
-        return Decision(event, choice, eligible)
+        return Decision(event, choice, eligible, media)
 
     async def log_decision(self, decision: Decision) -> None:
         await self._send(self.s.decisions_topic, decision.event.decision_id, decision.event)
@@ -104,10 +112,11 @@ class RouterCore:
                                                               _NO_SCORE).estimated_cost, 0.0))
 
     # -- route ------------------------------------------------------------------
-    async def route(self, query: str, options, timeout_s: float) -> Routed:
+    async def route(self, query: str, options, timeout_s: float, parts=()) -> Routed:
         deadline = time.monotonic() + timeout_s
-        decision = await self.decide(query, options, events_pb2.DECISION_MODE_ROUTE)
+        decision = await self.decide(query, options, events_pb2.DECISION_MODE_ROUTE, parts)
         did, chosen = decision.event.decision_id, decision.event.chosen_expert
+        await self._store_parts(decision, deadline - time.monotonic())
         first_wait = (deadline - time.monotonic()) * (self.s.expert_timeout_share if self._has_fallback(decision) else 1.0)
         result = await self._ask(decision, query, options, chosen, 0, first_wait, log_decision=True)
         if result is not None and result.ok:
@@ -133,6 +142,17 @@ class RouterCore:
                                     f"decision_id={did}", did)
         return self._served(decision, fb)
 
+    async def _store_parts(self, decision: Decision, timeout_s: float) -> None:
+        """Claim check: the parts go to Redis once; the expert requests carry their refs."""
+        if not decision.parts:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(*(self.parts.put(p) for p in decision.parts)),
+                                   timeout=max(timeout_s, 0.001))
+        except (RedisError, asyncio.TimeoutError) as exc:
+            raise NotReady(f"part store unavailable ({type(exc).__name__}); try again",
+                           decision.event.decision_id) from exc
+
     def _served(self, decision: Decision, result: events_pb2.ExpertResult) -> Routed:
         if self.pacer:
             self.pacer.observe(result.cost)
@@ -151,7 +171,7 @@ class RouterCore:
             request_id=f"{did}:{attempt}", decision_id=did, expert=expert, attempt=attempt,
             fallback=attempt > 0, query=query, modality=decision.event.modality,
             metadata=dict(options.metadata), deadline_ms=now_ms() + int(wait_s * 1000),
-            reply_topic=self.s.reply_topic(self.s.router_id))
+            reply_topic=self.s.reply_topic(self.s.router_id), parts=decision.event.parts)
         fut = self.replies.expect(did, attempt)
         try:
             sends = [self._send(self.s.expert_topic(expert), did, request, wait_s)]

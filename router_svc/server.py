@@ -53,7 +53,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         remaining = context.time_remaining()
         if remaining is not None:
             timeout_s = min(timeout_s, remaining)
-        routed = await self.core.route(request.query, request.options, timeout_s)
+        routed = await self.core.route(request.query, request.options, timeout_s, request.parts)
         metrics.LATENCY.observe(time.monotonic() - started)
         ev, res = routed.decision.event, routed.result
         return router_pb2.RouteResponse(
@@ -63,7 +63,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
 
     @_handled("Decide")
     async def Decide(self, request, context):
-        decision = await self.core.decide(request.query, request.options, events_pb2.DECISION_MODE_DECIDE)
+        decision = await self.core.decide(request.query, request.options, events_pb2.DECISION_MODE_DECIDE,
+                                          request.parts)
         await self.core.log_decision(decision)
         ev = decision.event
         return router_pb2.DecideResponse(
@@ -89,8 +90,10 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             embedding_model=self.core.embedder.version)
 
 
-async def start_grpc(core: RouterCore, host: str, port: int) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    server = grpc.aio.server()
+async def start_grpc(core: RouterCore, host: str, port: int,
+                     max_message_bytes: int = 4 * 2**20) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """`max_message_bytes`: what a request may weigh (content parts included)."""
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes)])
     router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(core), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

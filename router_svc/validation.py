@@ -6,6 +6,7 @@ import re
 import uuid
 
 from common.experts import ExpertCatalog
+from common.media import MediaError, MediaLimits, Part, check_parts
 
 from bandit.context import MODALITIES
 from .errors import InvalidRequest
@@ -18,18 +19,24 @@ MAX_HINTS = 8
 MAX_HINT_VALUE = 128
 
 
-def check_query(query: str, max_chars: int) -> None:
-    if not query or not query.strip():
-        raise InvalidRequest("query is empty")
+def check_query(query: str, max_chars: int, has_parts: bool = False) -> None:
+    if (not query or not query.strip()) and not has_parts:
+        raise InvalidRequest("query is empty (and there are no parts)")
     if len(query) > max_chars:
         raise InvalidRequest(f"query has {len(query)} characters, the limit is {max_chars}")
 
 
-def check_options(options, catalog: ExpertCatalog, query_chars: int = 0) -> tuple[str, list[str]]:
-    """Returns (modality, eligible experts) or raises InvalidRequest naming the bad field."""
-    modality = options.modality or "text"
+def check_options(options, catalog: ExpertCatalog, query_chars: int = 0,
+                  part_modalities: list[str] | None = None) -> tuple[str, list[str]]:
+    """Returns (modality, eligible experts) or raises InvalidRequest naming the bad field.
+    The modality is options.modality, else the first part's, else text; an eligible
+    expert accepts it and every part's modality."""
+    part_modalities = list(dict.fromkeys(part_modalities or []))
+    modality = options.modality or (part_modalities[0] if part_modalities else "text")
     if modality not in MODALITIES:
         raise InvalidRequest(f"options.modality {modality!r} is not one of {list(MODALITIES)}")
+    if part_modalities and modality not in part_modalities + ["text"]:
+        raise InvalidRequest(f"options.modality {modality!r} does not match the parts ({', '.join(part_modalities)})")
     if len(options.tenant) > MAX_TENANT or not options.tenant.isprintable():
         raise InvalidRequest(f"options.tenant must be printable and at most {MAX_TENANT} characters")
     if options.HasField("cost_weight") and not (math.isfinite(options.cost_weight) and options.cost_weight >= 0):
@@ -39,9 +46,11 @@ def check_options(options, catalog: ExpertCatalog, query_chars: int = 0) -> tupl
         raise InvalidRequest(f"unknown expert(s) {unknown}; configured: {catalog.names}")
     check_metadata(options.metadata)
     check_hints(options.hints)
-    eligible = catalog.eligible(modality, list(options.allowed_experts))
+    needed = list(dict.fromkeys([modality, *part_modalities]))
+    eligible = catalog.eligible(needed, list(options.allowed_experts))
     if not eligible:
-        raise InvalidRequest(f"no configured expert accepts modality {modality!r}"
+        what = f"modality {modality!r}" if needed == [modality] else f"the parts' modalities {needed}"
+        raise InvalidRequest(f"no configured expert accepts {what}"
                              + (f" among {list(options.allowed_experts)}" if options.allowed_experts else ""))
     for field in ("max_cost", "max_latency_s"):
         if options.HasField(field) and not (math.isfinite(getattr(options, field)) and getattr(options, field) >= 0):
@@ -88,3 +97,11 @@ def check_feedback(decision_id: str, quality: float, cost: float | None) -> str:
     if cost is not None and not (math.isfinite(cost) and cost >= 0):
         raise InvalidRequest(f"cost must be a finite number >= 0, got {cost}")
     return decision_id
+
+
+def check_content(parts, limits: MediaLimits) -> list[Part]:
+    """The request's ContentParts, checked (common/media.py); a bad one is INVALID_ARGUMENT naming it."""
+    try:
+        return check_parts(((p.media_type, p.data, p.name) for p in parts), limits)
+    except MediaError as exc:
+        raise InvalidRequest(str(exc)) from None

@@ -8,7 +8,13 @@ from common.dataset import RoutingDataset
 
 
 def _toml_value(v) -> str:
-    return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, dict):                       # an inline table (e.g. a stage-2 backend)
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(v)
 
 
 def write_catalog(path: Path, experts: dict[str, dict]) -> Path:

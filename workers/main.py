@@ -9,6 +9,7 @@ from common.kafka import ensure_topics, make_producer
 from common.lifecycle import stop_within, wait_for_signal
 from common.logs import setup_logging
 from common.metrics_http import ready_field, serve_metrics
+from common.claims import PartStore
 from common.redis_client import connect
 from common.settings import WorkerSettings
 
@@ -40,6 +41,7 @@ class WorkerApp:
         await self.producer.start()
         self.redis = connect(s.redis_url)
         self.ledger = AnswerLedger(self.redis, s.redis_prefix, s.worker_id, s.answer_ttl_s)
+        self.parts = PartStore(self.redis, s.redis_prefix)
         await self._start_pools(self.experts)
         if s.experts_file and s.catalog_poll_s:
             self.watcher = CatalogWatcher(s.experts_file, s.catalog_poll_s, self.apply_catalog)
@@ -50,7 +52,7 @@ class WorkerApp:
         s = self.s
         await ensure_topics(s.kafka_bootstrap, {s.expert_topic(e.name): s.topic_partitions for e in experts})
         for e in experts:
-            self.pools[e.name] = pool = ExpertPool(s, e, self.producer, self.ledger)
+            self.pools[e.name] = pool = ExpertPool(s, e, self.producer, self.ledger, self.parts)
             await pool.start()
 
     async def _stop_pools(self, names: list[str]) -> None:

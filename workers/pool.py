@@ -19,10 +19,12 @@ from collections import OrderedDict
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from common.claims import PartStore
 from common.codec import BadEvent, decode, require_uuid
 from common.experts import ExpertConfig
 from common.kafka import GroupMembership, dead_letter, make_consumer, now_ms, rewind, send_dead_letter
 from common.lifecycle import cancel_task
+from common.media import Part
 from common.settings import WorkerSettings
 from proto import events_pb2
 
@@ -35,8 +37,9 @@ log = logging.getLogger(__name__)
 
 class ExpertPool:
     def __init__(self, settings: WorkerSettings, expert: ExpertConfig, producer: AIOKafkaProducer,
-                 ledger: AnswerLedger, backend: ExpertBackend | None = None):
+                 ledger: AnswerLedger, parts: PartStore, backend: ExpertBackend | None = None):
         self.s = settings
+        self.parts = parts
         self.expert = expert
         self.producer = producer
         self.backend = backend or make_backend(expert)
@@ -135,13 +138,25 @@ class ExpertPool:
         if len(self._answered) > 100_000:
             self._answered.popitem(last=False)
 
+    async def _parts(self, req: events_pb2.ExpertRequest) -> list[Part]:
+        """The request's parts from the claim check; one that is gone fails the call (the
+        router falls back as for any failed expert)."""
+        parts = []
+        for ref in req.parts:
+            part = await self.parts.get(ref)
+            if part is None:
+                raise BackendError(f"part {ref.name or ref.sha256[:12]} ({ref.media_type}) expired or missing "
+                                   "from the claim check")
+            parts.append(part)
+        return parts
+
     async def _call(self, req: events_pb2.ExpertRequest) -> events_pb2.ExpertResult:
         result = events_pb2.ExpertResult(
             request_id=req.request_id, decision_id=req.decision_id, expert=self.expert.name,
             attempt=req.attempt, fallback=req.fallback, producer=self.producer_id)
         started = time.monotonic()
         try:
-            ans = await self.backend.answer(req)
+            ans = await self.backend.answer(req, await self._parts(req))
             result.ok, result.answer, result.cost = True, ans.text, ans.cost
             result.input_tokens, result.output_tokens = ans.input_tokens, ans.output_tokens
         except BackendError as exc:

@@ -2,16 +2,21 @@
 driven through real worker pools, the real broker and the real Redis (answer ledger)."""
 from __future__ import annotations
 
+import base64
 import uuid
 
 import pytest
 from aiohttp import web
 
+from common.claims import PartStore
 from common.codec import decode
 from common.experts import ExpertCatalog
 from common.kafka import ensure_topics, make_producer, now_ms
+from common.media import Part
+from common.redis_client import connect
 from common.settings import WorkerSettings
 from proto import events_pb2
+from simulations.media_render import pdf, shapes_image
 from stack.experts_file import write_catalog
 from tests.helpers import eventually, read_topic
 from workers import metrics
@@ -25,7 +30,8 @@ async def chat_server():
     async def completions(request: web.Request) -> web.Response:
         body = await request.json()
         seen.append(body)
-        text = body["messages"][-1]["content"]
+        content = body["messages"][-1]["content"]
+        text = content if isinstance(content, str) else " ".join(c["text"] for c in content if c["type"] == "text")
         if "explode" in text:
             return web.json_response({"error": {"message": "model overloaded"}}, status=400)
         return web.json_response({
@@ -72,6 +78,50 @@ async def test_openai_backend_answers_prices_and_reports_errors(stack, prefix, c
     assert ok.cost == pytest.approx(0.5 + 100 * 0.01 + 20 * 0.1) and ok.latency_s > 0
     assert not bad.ok and "model overloaded" in bad.error
     assert seen[0]["model"] == "stand-in-7b" and seen[0]["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+async def test_parts_reach_a_vision_model_and_the_document_expert(stack, prefix, chat_server, tmp_path):
+    """Image parts go to an OpenAI-style vision model as data URIs; the document expert hands
+    the PDF's text to its stage-2 text model. Both read the parts from the claim check."""
+    base_url, seen = chat_server
+    llm = {"backend": "openai", "options": {"base_url": base_url, "model": "stand-in-vision", "max_retries": 0}}
+    catalog = ExpertCatalog.from_file(write_catalog(tmp_path / "experts.toml", {
+        "vlm": {**llm, "modalities": ["text", "image"]},
+        "docs": {"backend": "document", "modalities": ["document"], "price_per_call": 0.01,
+                 "options": {"stage2": llm}}}))
+    settings = WorkerSettings(kafka_bootstrap=stack.kafka_bootstrap, redis_url=stack.redis_url, topic_prefix=prefix)
+    await ensure_topics(stack.kafka_bootstrap, {settings.reply_topic("test"): 1})
+    redis = connect(stack.redis_url)
+    store = PartStore(redis, settings.redis_prefix)
+    picture = Part("image/png", shapes_image([("circle", "red", (60, 60, 40))]), "dot.png")
+    report = Part("application/pdf", pdf(["Revenue grew 12% in the third quarter."]), "q3.pdf")
+    refs = {"vlm": await store.put(picture), "docs": await store.put(report)}
+    workers = await WorkerApp(settings, catalog).start()
+    producer = make_producer(stack.kafka_bootstrap)
+    await producer.start()
+    ids = {}
+    for expert, question in (("vlm", "What is in the picture?"), ("docs", "How much did revenue grow?")):
+        did = ids[expert] = str(uuid.uuid4())
+        req = events_pb2.ExpertRequest(request_id=f"{did}:0", decision_id=did, expert=expert, query=question,
+                                       deadline_ms=now_ms() + 30_000, reply_topic=settings.reply_topic("test"),
+                                       parts=[refs[expert]])
+        await producer.send_and_wait(settings.expert_topic(expert), req.SerializeToString(), key=did.encode())
+    await producer.stop()
+    try:
+        replies = await read_topic(stack.kafka_bootstrap, settings.reply_topic("test"), lambda ms: len(ms) >= 2,
+                                   decode=lambda v: decode(v, events_pb2.ExpertResult))
+    finally:
+        await workers.stop()
+        await redis.aclose()
+    by = {r.decision_id: r for r in replies}
+    assert by[ids["vlm"]].ok and by[ids["docs"]].ok, [r.error for r in replies]
+    assert "Revenue grew 12% in the third quarter." in by[ids["docs"]].answer
+    assert by[ids["docs"]].cost == pytest.approx(0.01)
+    vision_call = next(b for b in seen if isinstance(b["messages"][-1]["content"], list))
+    text, img = vision_call["messages"][-1]["content"]
+    assert text == {"type": "text", "text": "What is in the picture?"}
+    assert img["type"] == "image_url" and img["image_url"]["url"] == \
+        "data:image/png;base64," + base64.b64encode(picture.data).decode()
 
 
 def test_openai_backend_config_errors_name_the_option(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 
 import pytest
 
-from bandit.context import HINT_SLOTS, build_context, context_dim, hint_slot
+from bandit.context import HINT_SLOTS, MODALITIES, build_context, context_dim, hint_slot
 from common.dataset import RoutingDataset
 from simulations.embeddings import contexts
 
@@ -40,6 +40,9 @@ def test_hints_are_hashed_into_their_own_slots():
     plain = build_context(emb, "q", "text")
     hinted = build_context(emb, "q", "text", {"task": "mmlu", "app": "tutor"})
     assert len(plain) == len(hinted) == context_dim(4)
-    assert np.array_equal(plain[:-HINT_SLOTS], hinted[:-HINT_SLOTS]) and not plain[-HINT_SLOTS:].any()
-    assert set(np.flatnonzero(hinted[-HINT_SLOTS:])) == {hint_slot("task", "mmlu"), hint_slot("app", "tutor")}
+    slots = slice(4 + 2 + len(MODALITIES), 4 + 2 + len(MODALITIES) + HINT_SLOTS)   # after emb, bias, length, modality
+    outside = np.ones(len(plain), bool)
+    outside[slots] = False
+    assert np.array_equal(plain[outside], hinted[outside]) and not plain[slots].any()
+    assert set(np.flatnonzero(hinted[slots])) == {hint_slot("task", "mmlu"), hint_slot("app", "tutor")}
     assert hint_slot("task", "mmlu") == 3512842751 % HINT_SLOTS      # crc32: the same in every process

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Sequence
 
 from common.experts import ExpertConfig
+from common.media import Part
 from proto import events_pb2
 
 
@@ -41,7 +43,8 @@ class ExpertBackend(ABC):
         pass
 
     @abstractmethod
-    async def answer(self, request: events_pb2.ExpertRequest) -> Answer: ...
+    async def answer(self, request: events_pb2.ExpertRequest, parts: Sequence[Part] = ()) -> Answer:
+        """`parts`: the request's images, documents and audio, read back from the claim check."""
 
 
 BACKENDS: dict[str, type[ExpertBackend]] = {}

@@ -4,12 +4,19 @@ Options: `base_url`, `model`, `api_key_env` (name of the variable holding the ke
 default OPENAI_API_KEY), `max_tokens`, `temperature`, `timeout_s`, `max_retries`,
 `system_prompt`. Cost is the catalog's price per call and per input/output token,
 applied to the token counts the endpoint reports (estimated when it reports none).
+
+Content parts go as the OpenAI API takes them: images as `image_url` data URIs, WAV
+audio as `input_audio`, a document as its text layer after the question (a premium
+vision model is this backend with a vision model and `modalities` including image).
 """
 from __future__ import annotations
 
+import base64
 import os
 
 import openai
+
+from bandit.media_features import document_text
 
 from proto import events_pb2
 
@@ -34,9 +41,9 @@ class OpenAIChatBackend(ExpertBackend):
     async def close(self) -> None:
         await self.client.close()
 
-    async def answer(self, request: events_pb2.ExpertRequest) -> Answer:
+    async def answer(self, request: events_pb2.ExpertRequest, parts=()) -> Answer:
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        messages.append({"role": "user", "content": request.query})
+        messages.append({"role": "user", "content": user_content(request.query, parts)})
         try:
             resp = await self.client.chat.completions.create(
                 model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=self.temperature)
@@ -49,3 +56,19 @@ class OpenAIChatBackend(ExpertBackend):
         tin = usage.prompt_tokens if usage else estimate_tokens(request.query)
         tout = usage.completion_tokens if usage else estimate_tokens(text)
         return Answer(text, tin, tout, self.expert.price(tin, tout))
+
+
+def user_content(query: str, parts) -> str | list[dict]:
+    """The user message: plain text, or OpenAI content parts when the request has any."""
+    if not parts:
+        return query
+    text, content = query, []
+    for p in parts:
+        b64 = base64.b64encode(p.data).decode()
+        if p.modality == "image":
+            content.append({"type": "image_url", "image_url": {"url": f"data:{p.media_type};base64,{b64}"}})
+        elif p.modality == "audio":
+            content.append({"type": "input_audio", "input_audio": {"data": b64, "format": p.media_type.split("/")[1]}})
+        elif p.modality == "document":
+            text += f"\n\n{p.name or 'The document'}:\n{document_text(p)}"
+    return [{"type": "text", "text": text}, *content]

@@ -41,7 +41,7 @@ class ReplayBackend(ExpertBackend):
         self.max_latency_s = float(opts.get("max_latency_s", 5.0))
         self.fail_rate = float(opts.get("fail_rate", 0.0))
 
-    async def answer(self, request: events_pb2.ExpertRequest) -> Answer:
+    async def answer(self, request: events_pb2.ExpertRequest, parts=()) -> Answer:
         row = self.data.find(request.metadata.get("item_id"), request.query)
         if row is None:
             raise BackendError("query is not in the replayed data set")
