@@ -3,6 +3,10 @@
 Concurrent requests queue their texts; one task runs the model on up to `batch_size`
 texts at a time in a thread, so the event loop keeps serving while the model works and
 a burst of requests costs one forward pass instead of many.
+
+A model that embeds images too (a sentence-transformers CLIP model: text and images in
+one space) also embeds a request's images; `joint` folds them into the query's vector,
+so the policy sees what the image shows in the same coordinates as the words.
 """
 from __future__ import annotations
 
@@ -40,8 +44,11 @@ class Embedder:
         self.device = pick_device(device)
         self.model = SentenceTransformer(self.model_name, device=self.device)
         self.dim = int(self.model.get_embedding_dimension())
-        # A short, stable version tag: the folder or hub name, and the dimension.
-        self.version = f"{Path(self.model_name).name or self.model_name}/{self.dim}"
+        self.embeds_images = "image" in (getattr(self.model, "modalities", None) or ["text"])
+        # A short, stable version tag: the folder or hub name, the dimension, and "+image"
+        # when images join the query's vector (the logged context depends on it).
+        self.version = (f"{Path(self.model_name).name or self.model_name}/{self.dim}"
+                        + ("+image" if self.embeds_images else ""))
         self.batch_size = batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self._queue: asyncio.Queue | None = None
@@ -51,6 +58,13 @@ class Embedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         """Blocking batch encode: unit-norm float32 rows (used by the batcher and by replays)."""
         return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+
+    def encode_images(self, images: list) -> np.ndarray:
+        """Blocking: unit-norm image embeddings (PIL images), for a model that embeds images."""
+        if not self.embeds_images:
+            raise ValueError(f"{self.model_name} does not embed images")
+        return self.model.encode(images, batch_size=self.batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
     async def start(self) -> None:
@@ -91,3 +105,13 @@ class Embedder:
             for (_, f), v in zip(live, vectors):
                 if not f.done():
                     f.set_result(v)
+
+
+def joint(text: np.ndarray, images: np.ndarray | None) -> np.ndarray:
+    """The query's vector with its images' folded in: the unit-norm mean of the text's and
+    the images' mean (unchanged when there are no images)."""
+    if images is None or len(images) == 0:
+        return text
+    v = np.asarray(text, dtype=np.float32) + np.asarray(images, dtype=np.float32).mean(axis=0)
+    n = float(np.linalg.norm(v))
+    return (v / n if n > 0 else v).astype(np.float32)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .media import MEDIA_TYPES, MediaError, MediaLimits, Part, check_parts
+
 
 class DatasetError(ValueError):
     pass
@@ -45,6 +47,12 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class MediaFile:
+    path: str                        # relative to the .jsonl's folder
+    media_type: str
+
+
+@dataclass(frozen=True)
 class Row:
     id: str
     prompt: str
@@ -52,6 +60,7 @@ class Row:
     split: str | None
     modality: str
     outcomes: dict[str, Outcome]
+    media: tuple[MediaFile, ...] = ()
 
 
 @dataclass
@@ -63,6 +72,7 @@ class RoutingDataset:
     rows: list[Row]
     skipped: dict[str, int] = field(default_factory=dict)   # reason -> count
     prices: dict[str, float] = field(default_factory=dict)  # the meta's mean_cost: a list price per call
+    root: Path = Path(".")                                   # where rows' media paths start
 
     def __post_init__(self) -> None:
         self._by_id = {r.id: r for r in self.rows}
@@ -106,7 +116,7 @@ class RoutingDataset:
         except (OSError, EOFError, UnicodeDecodeError) as exc:   # gzip.BadGzipFile is an OSError
             raise DatasetError(f"{path}: unreadable ({exc}); {HOW}") from None
         return cls(meta.get("name", path.stem), premium, meta.get("cost_unit", ""), experts, rows, skipped,
-                   _list_prices(meta, meta_file))
+                   _list_prices(meta, meta_file), path.parent)
 
     @classmethod
     def load_or_exit(cls, path: str | Path, **kw) -> "RoutingDataset":
@@ -124,6 +134,14 @@ class RoutingDataset:
         q = np.array([[r.outcomes[e].quality for e in self.experts] for r in self.rows])
         c = np.array([[r.outcomes[e].cost for e in self.experts] for r in self.rows])
         return q, c
+
+    def media_parts(self, row: Row) -> list[Part]:
+        """A row's media files, read and checked like a request's parts (DatasetError naming them)."""
+        try:
+            return check_parts(((m.media_type, (self.root / m.path).read_bytes(), m.path) for m in row.media),
+                               MediaLimits(max_parts=max(8, len(row.media))))
+        except (OSError, MediaError) as exc:
+            raise DatasetError(f"row {row.id!r}: media: {exc}") from None
 
     def split(self, name: str) -> list[Row]:
         return [r for r in self.rows if r.split == name]
@@ -166,5 +184,22 @@ def _parse_row(line: str, experts: list[str]) -> Row:
     if unknown:
         raise DatasetError(f"unknown expert: row {raw['id']!r} has outcomes for {sorted(unknown)} "
                            "not in the meta file")
-    return Row(str(raw["id"]), raw["prompt"], raw.get("task", ""), raw.get("split"),
-               raw.get("modality", "text") or "text", outcomes)
+    media = _parse_media(raw)
+    modality = raw.get("modality") or (MEDIA_TYPES[media[0].media_type] if media else "text")
+    return Row(str(raw["id"]), raw["prompt"], raw.get("task", ""), raw.get("split"), modality, outcomes, media)
+
+
+def _parse_media(raw: dict) -> tuple[MediaFile, ...]:
+    media = raw.get("media") or []
+    if not isinstance(media, list):
+        raise DatasetError(f"bad media: row {raw['id']!r}: expected a list of {{path, media_type}}")
+    out = []
+    for m in media:
+        path = m.get("path") if isinstance(m, dict) else None
+        mt = m.get("media_type") if isinstance(m, dict) else None
+        if not isinstance(path, str) or not path or Path(path).is_absolute() or ".." in Path(path).parts:
+            raise DatasetError(f"bad media: row {raw['id']!r}: path {path!r} must be relative, inside the set's folder")
+        if mt not in MEDIA_TYPES:
+            raise DatasetError(f"bad media: row {raw['id']!r}: media_type {mt!r} is not one of {sorted(MEDIA_TYPES)}")
+        out.append(MediaFile(path, mt))
+    return tuple(out)

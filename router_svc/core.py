@@ -13,13 +13,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import numpy as np
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from common.claims import PartStore, part_ref
 from common.experts import ExpertCatalog
-from common.media import Part
+from common.media import Part, open_image
 from common.kafka import now_ms
 from common.settings import RouterSettings
 from proto import events_pb2
@@ -27,7 +28,7 @@ from proto import events_pb2
 from . import metrics
 from bandit.context import FEATURE_VERSION, build_context
 from bandit.media_features import describe_media
-from bandit.embedder import Embedder
+from bandit.embedder import Embedder, joint
 from .errors import DeadlineExceeded, ExpertUnavailable, NotReady
 from .live_policy import LivePolicy
 from bandit.policies import Choice, Score
@@ -86,6 +87,8 @@ class RouterCore:
             cost_weight = self.pacer.weight(cost_weight)
         features, text = await asyncio.to_thread(describe_media, media, query) if media else ({}, query)
         embedding = await self.embedder.embed(text)
+        if self.embedder.embeds_images and any(p.modality == "image" for p in media):
+            embedding = joint(embedding, await asyncio.to_thread(self._image_vectors, media))
         x = build_context(embedding, query, modality, options.hints, features)
         prices = {e: self.catalog[e].expected_cost(len(query)) for e in eligible}
         choice = self.live.policy.select(x, eligible, cost_weight, prices)
@@ -103,6 +106,11 @@ class RouterCore:
                 exploration_bonus=sc.exploration_bonus, score=sc.score))
         metrics.DECISIONS.labels(choice.expert).inc()
         return Decision(event, choice, eligible, media)
+
+    def _image_vectors(self, media: list[Part]) -> np.ndarray:
+        """The request's images embedded by a model that embeds images (CLIP)."""
+        return self.embedder.encode_images([open_image(p, self.s.max_image_pixels)
+                                            for p in media if p.modality == "image"])
 
     async def log_decision(self, decision: Decision) -> None:
         await self._send(self.s.decisions_topic, decision.event.decision_id, decision.event)

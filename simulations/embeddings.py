@@ -8,13 +8,31 @@ from pathlib import Path
 import numpy as np
 
 from bandit.context import build_context
+from bandit.media_features import describe_media
 from common.cache import cache_dir
 from common.dataset import RoutingDataset
 
 
-def cache_path(model: str, dataset: RoutingDataset) -> Path:
-    key = hashlib.sha256((model + "\0" + "\0".join(r.prompt for r in dataset.rows)).encode()).hexdigest()[:20]
+def cache_path(model: str, dataset: RoutingDataset, texts: list[str] | None = None) -> Path:
+    """Keyed by the model and every text embedded (a row's prompt, or with a document its text too)."""
+    texts = [r.prompt for r in dataset.rows] if texts is None else texts
+    key = hashlib.sha256((model + "\0" + "\0".join(texts)).encode()).hexdigest()[:20]
     return cache_dir() / "embeddings" / f"{dataset.name}-{key}.npy"
+
+
+def row_media(dataset: RoutingDataset, log=print) -> tuple[list[str], list[dict]]:
+    """Per row: the text the router would embed and its media features (as live routing
+    computes them from the same bytes: bandit.media_features)."""
+    texts, feats, t0 = [], [], time.monotonic()
+    with_media = sum(bool(r.media) for r in dataset.rows)
+    for r in dataset.rows:
+        f, text = describe_media(dataset.media_parts(r), r.prompt) if r.media else ({}, r.prompt)
+        texts.append(text)
+        feats.append(f)
+        if r.media and (len(texts) % 500 == 0 or len(texts) == len(dataset.rows)):
+            log(f"  media features: row {len(texts)}/{len(dataset.rows)} ({with_media} with media, "
+                f"{time.monotonic() - t0:.0f}s)")
+    return texts, feats
 
 
 # Row fields a replay may pass as request hints (`--hints task`).
@@ -39,14 +57,17 @@ def contexts(dataset: RoutingDataset, model: str = "", log=print, chunk: int = 5
     stray = sorted(set(hints) - set(HINT_FIELDS))
     if stray:
         raise ValueError(f"hints {stray}: a row can pass only {list(HINT_FIELDS)}")
-    from bandit.embedder import Embedder, default_model_path
+    from bandit.embedder import Embedder, default_model_path, joint
+    from common.media import open_image
 
     name = model or default_model_path()
-    path = cache_path(name, dataset)
+    prompts, media = row_media(dataset, log)
+    path = cache_path(name, dataset, prompts)
+    embedder = None
     if path.exists():
         emb = np.load(path)
     else:
-        embedder, prompts = Embedder(name, batch_size=64), [r.prompt for r in dataset.rows]
+        embedder = Embedder(name, batch_size=64)
         parts, t0 = [], time.monotonic()
         for start in range(0, len(prompts), chunk):
             parts.append(embedder.encode(prompts[start:start + chunk]))
@@ -56,6 +77,14 @@ def contexts(dataset: RoutingDataset, model: str = "", log=print, chunk: int = 5
         emb = np.concatenate(parts) if parts else np.empty((0, embedder.dim), dtype=np.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, emb)
-    ctx = np.stack([build_context(e, r.prompt, r.modality, {h: str(getattr(r, h)) for h in hints if getattr(r, h)})
-                    for e, r in zip(emb, dataset.rows)])
+    if any(m.media_type.startswith("image/") for r in dataset.rows for m in r.media):
+        embedder = embedder or Embedder(name, batch_size=64)
+        if embedder.embeds_images:                    # as the router does: images join the query's vector
+            emb = emb.copy()
+            for i, r in enumerate(dataset.rows):
+                images = [open_image(p, 10**9) for p in dataset.media_parts(r) if p.modality == "image"]
+                if images:
+                    emb[i] = joint(emb[i], embedder.encode_images(images))
+    ctx = np.stack([build_context(e, r.prompt, r.modality, {h: str(getattr(r, h)) for h in hints if getattr(r, h)}, m)
+                    for e, r, m in zip(emb, dataset.rows, media)])
     return ctx.astype(np.float64), emb, name

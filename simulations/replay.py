@@ -31,9 +31,10 @@ from .streams import Run, Stream, streams
 from .warmstart import labelled_rows
 
 DEFAULT_POLICIES = "pooled_linucb,linucb,lints,vw,epsilon_greedy"
-# Fine at the low end (where the premium expert's quality is traded), and far enough up
-# that every policy ends on the cheapest expert: the frontier covers every budget.
-SWEEP = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.5, 0.7, 1.0, 2.0, 5.0, 20.0, 100.0)
+# Fine where the frontier bends (0.1 to 1: the middle experts' costs), and far enough up
+# that a policy that knows prices ends on exactly the cheapest expert even for queries
+# whose short answers cost a few thousandths of a premium call: every budget is covered.
+SWEEP = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.5, 0.7, 1.0, 2.0, 5.0, 20.0, 100.0, 1000.0)
 SUPERVISED = ("knn", "threshold")   # trained with full information on the train split
 
 
@@ -94,12 +95,16 @@ def aggregate(runs: list[Run]) -> dict:
     def ms(vals):
         return {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
     traffic = Counter()
+    by_task: dict[str, Counter] = {}
     for r in runs:
         traffic.update(r.traffic)
+        for task, shares in r.late_by_task.items():
+            by_task.setdefault(task, Counter()).update(shares)
     return {"quality": ms([r.quality for r in runs]), "cost": ms([r.cost for r in runs]),
             "late_quality": ms([r.late_quality for r in runs]), "late_cost": ms([r.late_cost for r in runs]),
             "premium_share": ms([r.premium_share for r in runs]), "regret": ms([r.regret for r in runs]),
             "traffic": {e: v / len(runs) for e, v in traffic.most_common()},
+            "late_traffic_by_task": {t: {e: v / len(runs) for e, v in c.most_common()} for t, c in sorted(by_task.items())},
             **{f"{k}_curve": np.mean([getattr(r, f"{k}_curve") for r in runs], axis=0).tolist()
                for k in ("regret", "quality", "cost")}}
 
@@ -154,14 +159,15 @@ def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[
             "aiq": None, "premium_share_at_parity": metrics.premium_share_at_parity(frontier, premium_q),
             "quality_at_premium_share_0.33": metrics.quality_at_premium_share(frontier, 0.33),
             "seeds": seeds, "params": policy_params(name, weight, params) if name in policies else None,
-            "traffic": main["traffic"], "regret_curve": main["regret_curve"],
+            "traffic": main["traffic"], "late_traffic_by_task": main["late_traffic_by_task"],
+            "regret_curve": main["regret_curve"],
             "quality_curve": main["quality_curve"], "cost_curve": main["cost_curve"], "frontier": frontier}
         log(f"{name:<42} quality {results[name]['quality']:.3f}  cost {results[name]['cost']:.4g}  "
             f"premium {results[name]['premium_share']:.0%}")
     costs = [p["cost"] for r in results.values() for p in r["frontier"]]
     for r in results.values():
         r["aiq"] = metrics.aiq([(p["cost"], p["quality"]) for p in r["frontier"]], min(costs), max(costs))
-    return {"dataset": ds.name, "premium": ds.premium, "cost_unit": ds.cost_unit, "rows": len(runs_of[0].order),
+    return {"dataset": ds.name, "premium": ds.premium, "cost_unit": ds.cost_unit, "experts": ds.experts, "rows": len(runs_of[0].order),
             "warm_start": {"rows": int(len(labelled))} if warm_start else None,
             "hints": list(hints), "list_prices": bool(runs_of[0].prices), "cost_weight": weight, "delay": delay, "seeds": seeds, "drift": list(drift),
             "always_premium": {"quality": premium_q, "cost": premium_c}, "policies": results,

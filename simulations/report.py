@@ -46,7 +46,28 @@ def write_markdown(report: dict, path: Path) -> None:
         for c in checks["knn_late"]:
             gap = "never that cheap" if c["gap"] is None else f"{c['gap']:+.3f}"
             lines.append(f"| {c['cost_weight']} | {c['cost']:.4g} | {c['knn']:.3f} | {_fmt(c['best_bandit'])} | {gap} |")
+    lines += _who_answers_what(report)
     path.write_text("\n".join(lines))
+
+
+def _who_answers_what(report: dict) -> list[str]:
+    """The learned split: per task, each expert's share of the best bandit's (by AIQ) and
+    kNN's queries over the second half, at the report's cost weight."""
+    pol = report["policies"]
+    bandits = [n for n, r in pol.items() if r["kind"] == "bandit"]
+    shown = ([max(bandits, key=lambda n: pol[n]["aiq"])] if bandits else []) + [n for n in ("knn",) if n in pol]
+    tasks = sorted({t for n in shown for t in pol[n].get("late_traffic_by_task", {})})
+    if not shown or len(tasks) < 2:
+        return []
+    experts = report.get("experts") or sorted({e for n in shown for t in tasks
+                                               for e in pol[n]["late_traffic_by_task"].get(t, {})})
+    out = ["", f"## Who answers what (second half of the stream, cost weight {report['cost_weight']})", "",
+           "| policy | task | " + " | ".join(experts) + " |", "|---|---|" + "---|" * len(experts)]
+    for n in shown:
+        for t in tasks:
+            share = pol[n]["late_traffic_by_task"].get(t, {})
+            out.append(f"| {n} | {t} | " + " | ".join(f"{share.get(e, 0.0):.0%}" for e in experts) + " |")
+    return out
 
 
 def write_plots(report: dict, out: Path) -> None:

@@ -25,6 +25,7 @@ class Run:
     cost_curve: list[float] = field(default_factory=list)      # running mean cost over the stream
     late_quality: float = 0.0       # over the second half of the stream (learning mostly done)
     late_cost: float = 0.0
+    late_by_task: dict[str, dict[str, float]] = field(default_factory=dict)   # task -> expert -> share
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Stream:
     cost: np.ndarray                # (n, K)
     scale: float
     prices: dict[str, float] = field(default_factory=dict)   # list prices per call, divided like costs
+    tasks: np.ndarray | None = None                          # each position's row task (for who-answers-what)
 
     def summarize(self, picks: np.ndarray, weight: float, curve_points: int = 50) -> Run:
         n = np.arange(len(picks))
@@ -49,11 +51,16 @@ class Stream:
         idx = np.linspace(0, len(picks) - 1, curve_points).astype(int)
         running = np.arange(1, len(picks) + 1)
         late = slice(len(picks) // 2, None)
+        by_task = {}
+        if self.tasks is not None:
+            for task in np.unique(self.tasks[late]):
+                mine = picks[late][self.tasks[late] == task]
+                by_task[str(task)] = {self.experts[k]: float(np.mean(mine == k)) for k in np.unique(mine)}
         return Run(float(q.mean()), float(c.mean() * self.scale), counts[self.premium] / len(picks),
                    float(regret[-1]), {self.experts[k]: v / len(picks) for k, v in counts.items()},
                    regret[idx].round(4).tolist(), (np.cumsum(q) / running)[idx].round(5).tolist(),
                    (np.cumsum(c) * self.scale / running)[idx].tolist(),
-                   float(q[late].mean()), float(c[late].mean() * self.scale))
+                   float(q[late].mean()), float(c[late].mean() * self.scale), by_task)
 
 
 def streams(ds: RoutingDataset, x: np.ndarray, seeds: int, drift: list[tuple[int, float, float]],
@@ -66,11 +73,12 @@ def streams(ds: RoutingDataset, x: np.ndarray, seeds: int, drift: list[tuple[int
     scale = float(c[:, premium].mean()) or 1.0
     rows = np.arange(len(ds.rows)) if rows is None else rows
     listed = {e: v / scale for e, v in ds.prices.items()} if prices else {}
+    tasks = np.array([r.task or "-" for r in ds.rows])
     out = []
     for s in range(seeds):
         order = np.random.default_rng(s).permutation(rows)
         qs = q[order].copy()
         for k, delta, frac in drift:
             qs[int(frac * len(order)):, k] = np.clip(qs[int(frac * len(order)):, k] + delta, 0.0, 1.0)
-        out.append(Stream(ds.experts, premium, order, x[order], qs, c[order] / scale, scale, listed))
+        out.append(Stream(ds.experts, premium, order, x[order], qs, c[order] / scale, scale, listed, tasks[order]))
     return out

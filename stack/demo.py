@@ -40,8 +40,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=BUNDLED,
                    help="routing data set (.jsonl or .jsonl.gz, meta beside it; default: the bundled one)")
     p.add_argument("--queries", type=int, default=2000, help="queries to send (sampled without replacement)")
-    p.add_argument("--warm-rows", type=int, default=3000,
-                   help="labelled rows the policy learns from before routing (never routed themselves)")
+    p.add_argument("--warm-rows", type=int, default=None,
+                   help="labelled rows the policy learns from before routing (never routed themselves; "
+                        "default 3000, or 500 with --multimodal)")
+    p.add_argument("--multimodal", action="store_true",
+                   help="route the generated multimodal set (images; simulations/multimodal_set.py), made "
+                        "once and cached, instead of --data")
+    p.add_argument("--multimodal-rows", type=int, default=2000, help="rows of the generated set")
     p.add_argument("--cold", action="store_true", help="no warm start: the policy learns from zero")
     p.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     p.add_argument("--cost-weight", type=float, default=0.03,
@@ -64,8 +69,11 @@ async def drive(args, rows, dataset: RoutingDataset, port: int, cost_weight: flo
         async def one(row) -> None:
             async with sem:
                 opts = router_pb2.RouteOptions(metadata={"item_id": row.id}, cost_weight=cost_weight)
+                parts = [router_pb2.ContentPart(media_type=p.media_type, data=p.data, name=p.name)
+                         for p in dataset.media_parts(row)]
                 try:
-                    resp = await stub.Route(router_pb2.RouteRequest(query=row.prompt, options=opts), timeout=30)
+                    resp = await stub.Route(router_pb2.RouteRequest(query=row.prompt, options=opts, parts=parts),
+                                            timeout=30)
                 except grpc.aio.AioRpcError as exc:
                     record.error(exc.code().name)
                     return
@@ -86,17 +94,36 @@ def warm_start(dataset: RoutingDataset, labelled, redis_url: str, params: dict) 
     from simulations.warmstart import learn_and_publish
 
     t0 = time.monotonic()
-    part = RoutingDataset(dataset.name + "-warm", dataset.premium, dataset.cost_unit, dataset.experts, labelled)
+    part = RoutingDataset(dataset.name + "-warm", dataset.premium, dataset.cost_unit, dataset.experts, labelled,
+                          root=dataset.root)
     learn_and_publish(part, range(len(labelled)), PolicySettings(redis_url=redis_url, policy=POLICY, policy_params=params),
                       log=lambda line: print(line, flush=True))
     print(f"warm start: {POLICY} learned from {len(labelled)} labelled rows, never routed "
           f"({time.monotonic() - t0:.1f}s)", flush=True)
 
 
+def multimodal_data(rows: int) -> Path:
+    """The generated multimodal set, built once per size in the cache folder (minutes: every
+    image goes through Tesseract and OpenCV)."""
+    from common.cache import cache_dir
+    from simulations.multimodal_set import build
+
+    out = cache_dir() / f"multimodal-{rows}"
+    data = out / "multimodal.jsonl"
+    if not data.with_name("multimodal.meta.json").exists():     # written last: a whole set
+        print(f"generating the multimodal set ({rows} images) in {out}", flush=True)
+        build(out, rows, log=lambda line: print(line, flush=True))
+    return data
+
+
 def main(argv=None) -> None:
     setup_logging()
     logging.getLogger("stack").setLevel(logging.INFO)
     args = parse_args(argv)
+    if args.multimodal:
+        args.data = multimodal_data(args.multimodal_rows)
+    if args.warm_rows is None:
+        args.warm_rows = 500 if args.multimodal else 3000
     dataset = RoutingDataset.load_or_exit(args.data)
     shuffled = random.Random(args.seed).sample(dataset.rows, len(dataset.rows))
     labelled = [] if args.cold else shuffled[:args.warm_rows]

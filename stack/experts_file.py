@@ -34,8 +34,10 @@ def write_catalog(path: Path, experts: dict[str, dict]) -> Path:
 def replay_catalog(path: Path, data: Path, dataset: RoutingDataset, **options) -> Path:
     """The data set's list prices (meta mean_cost) become the catalog's price per call:
     what the router tells the policy before an expert's first answer. The answers' own
-    costs still come from the data set's records."""
+    costs still come from the data set's records. Every expert accepts the rows' modalities."""
+    modalities = sorted({r.modality for r in dataset.rows} | {"text"})
     return write_catalog(path, {
         name: {"backend": "replay", "premium": name == dataset.premium, "max_concurrency": 32,
-               "price_per_call": dataset.prices.get(name, 0.0), "options": {"data": str(data), **options}}
+               "modalities": modalities, "price_per_call": dataset.prices.get(name, 0.0),
+               "options": {"data": str(data), **options}}
         for name in dataset.experts})

@@ -86,3 +86,37 @@ def prompts(two_kind_data) -> dict[str, list[str]]:
 
     rows = RoutingDataset.load(two_kind_data).rows
     return {k: [r.prompt for r in rows if r.task == k] for k in ("math", "trivia")}
+
+
+def build_tiny_clip(out: Path) -> Path:
+    """A CLIP checkpoint with random weights, built here (no weights can be downloaded):
+    a byte-level vocabulary with no merges, 32-pixel images, 16-dimensional embeddings.
+    Enough to exercise every line of the CLIP path; its embeddings mean nothing."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    chars = [chr(b) for b in printable] + [chr(256 + i) for i in range(256 - len(printable))]   # GPT-2's byte map
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(vocab) + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.json").write_text(json.dumps(vocab))
+    (out / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(out / "vocab.json"), str(out / "merges.txt"))
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=77, bos_token_id=len(vocab) - 2,
+                eos_token_id=len(vocab) - 1, pad_token_id=len(vocab) - 1)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=32, patch_size=8)
+    import torch
+
+    torch.manual_seed(0)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(out)
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    return build_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip")

@@ -4,6 +4,7 @@ worker finds its part gone."""
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 
 import grpc
@@ -157,3 +158,26 @@ async def test_bad_parts_are_invalid_argument_and_lose_nothing_else(vision, requ
     assert re.search(message, err.value.details()), err.value.details()
     ok = await stub.Decide(router_pb2.DecideRequest(query="How many circles?", parts=[image(SHAPES)]))
     assert ok.expert in ("ocr", "shapes", "premium")
+
+
+async def test_the_router_folds_clip_image_embeddings_into_the_query(stack, prefix, tiny_clip, tmp_path):
+    """With a CLIP model configured (here a small random checkpoint, on the CPU), the
+    decision's embedding is the query's and the image's, joined in one space."""
+    from bandit.embedder import Embedder, joint
+
+    clip = Embedder(str(tiny_clip), device="cpu")
+    catalog = ExpertCatalog.from_file(write_catalog(tmp_path / "experts.toml", {
+        "shapes": {"backend": "vision_pipeline", "modalities": ["image"], "options": {"stages": ["shapes"]}}}))
+    router = await RouterApp(RouterSettings(kafka_bootstrap=stack.kafka_bootstrap, redis_url=stack.redis_url,
+                                            topic_prefix=prefix, port=0), catalog, embedder=clip).start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{router.port}") as channel:
+            resp = await router_pb2_grpc.RouterStub(channel).Decide(router_pb2.DecideRequest(
+                query="How many circles are there?", parts=[image(SHAPES)]))
+        ev = await decisions(stack, router, resp.decision_id)
+    finally:
+        await bounded(router.stop(grace=1), 60, "stopping the router")
+    text = clip.encode(["How many circles are there?"])[0]
+    picture = clip.encode_images([Image.open(io.BytesIO(SHAPES)).convert("RGB")])
+    assert ev.embedding_model.endswith("/16+image") and len(ev.context) == context_dim(16)
+    np.testing.assert_allclose(ev.context[:16], joint(text, picture), atol=1e-5)

@@ -12,7 +12,7 @@ from bandit.context import FEATURE_VERSION, build_context, context_dim
 from bandit.media_features import FEATURIZERS, MEDIA_DIM, describe_media, media_features
 from common.media import MediaError, MediaLimits, check_parts
 from simulations.media_render import pdf, png, shapes_image, text_image, tone
-from workers.backends.vision import Findings, answer_by_rule, detect_shapes, read_text
+from common.vision import Findings, answer_by_rule, detect_shapes, read_text
 
 LIMITS = MediaLimits(max_parts=3, max_part_bytes=200_000, max_request_bytes=300_000, max_image_pixels=4_000_000,
                      max_pdf_pages=3, max_audio_s=5.0)
