@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import uuid
 
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 
@@ -11,9 +12,17 @@ class BadEvent(ValueError):
     """A payload that cannot be used; its message is the dead-letter reason."""
 
 
-def decode(payload: bytes | None, cls: type[Message]) -> Message:
+def decode(payload: bytes | None, cls: type[Message], json_ok: bool = False) -> Message:
+    """Protobuf bytes; with `json_ok`, also the message's JSON mapping (a JSON object:
+    what a producer without the generated code writes, e.g. kcat). No protobuf message
+    of ours starts with "{" (it would be field 15 as a group), so the two never mix."""
     if not payload:
         raise BadEvent(f"empty payload, expected {cls.DESCRIPTOR.name}")
+    if json_ok and payload.lstrip()[:1] == b"{":
+        try:
+            return json_format.Parse(payload.decode("utf-8"), cls())
+        except (json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
+            raise BadEvent(f"undecodable {cls.DESCRIPTOR.name} JSON: {str(exc)[:200]}") from None
     msg = cls()
     try:
         msg.ParseFromString(payload)

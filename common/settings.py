@@ -85,6 +85,7 @@ class RouterSettings(PolicySettings):
     model_config = _env()
     host: str = "127.0.0.1"
     port: int = 50051                        # 0 = pick a free port (tests)
+    http_port: int | None = Field(default=None, ge=0, le=65535)   # the OpenAI-compatible door; None = off
     router_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     embedding_model: str = ""                # sentence-transformers name or path; "" = bundled MiniLM
     embedding_device: str = ""               # "" = cuda when available, else cpu

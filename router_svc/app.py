@@ -20,6 +20,7 @@ from bandit.embedder import Embedder
 from .live_policy import LivePolicy
 from bandit.policies import make_policy
 from .replies import ReplyListener
+from .http_api import start_http
 from .server import SERVICE, start_grpc
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class RouterApp:
         self.embedder = embedder
         self.watcher: CatalogWatcher | None = None
         self.port = 0
+        self.http, self.http_task, self.http_port = None, None, None
 
     async def start(self) -> "RouterApp":
         s = self.s
@@ -54,6 +56,8 @@ class RouterApp:
         self.core = RouterCore(s, self.catalog, self.embedder, self.live, self.producer, self.replies,
                                PartStore(self.redis, s.redis_prefix, s.part_ttl_s))
         self.server, self.port, self.health = await start_grpc(self.core, s.host, s.port, s.max_message_bytes)
+        if s.http_port is not None:
+            self.http, self.http_task, self.http_port = await start_http(self.core, s.host, s.http_port)
         self.watcher = CatalogWatcher(s.experts_file, s.catalog_poll_s, self.apply_catalog) \
             if s.experts_file and s.catalog_poll_s else None
         if self.watcher:
@@ -76,6 +80,9 @@ class RouterApp:
             await self.watcher.stop()
         for name in ("", SERVICE):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.http:
+            self.http.should_exit = True             # finishes requests in flight, then returns
+            await stop_within(self.http_task, grace + 5, "http door")
         await self.server.stop(grace)
         await self.live.stop()
         await stop_within(self.replies.stop(), 15, "reply listener")

@@ -134,7 +134,7 @@ class RouterCore:
             await self._send(self.s.results_topic, did, events_pb2.ExpertResult(
                 request_id=f"{did}:0", decision_id=did, expert=chosen, attempt=0, ok=False,
                 error="no answer before the expert's deadline", ts_ms=now_ms(),
-                producer=f"router:{self.s.router_id}"), deadline - time.monotonic())
+                producer=f"router:{self.s.router_id}"), max(deadline - time.monotonic(), 1.0))   # bookkeeping: a second past it at most
         if not self._has_fallback(decision):
             raise (DeadlineExceeded if result is None else ExpertUnavailable)(
                 f"expert {chosen!r} failed ({result.error if result else 'timeout'}) and no fallback "

@@ -14,7 +14,8 @@ from .app import RouterApp
 async def serve(settings: RouterSettings) -> None:
     app = await RouterApp(settings, settings.load_catalog()).start()
     metrics = serve_metrics(settings)
-    print(f"READY router {settings.router_id} port={app.port}{ready_field(metrics)}", flush=True)
+    http = f" http={app.http_port}" if app.http_port is not None else ""
+    print(f"READY router {settings.router_id} port={app.port}{http}{ready_field(metrics)}", flush=True)
     await wait_for_signal()
     await app.stop()
 

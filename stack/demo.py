@@ -143,7 +143,7 @@ def main(argv=None) -> None:
         print(f"stack up: Kafka {stack.kafka_bootstrap}, Redis {stack.redis_url} "
               f"({time.monotonic() - t0:.1f}s)", flush=True)
         catalog = replay_catalog(args.out.resolve() / "experts.toml", args.data.resolve(), dataset)
-        env = stack.env(BR_EXPERTS_FILE=catalog, BR_DEFAULT_COST_WEIGHT=cost_weight, BR_PORT=0,
+        env = stack.env(BR_EXPERTS_FILE=catalog, BR_DEFAULT_COST_WEIGHT=cost_weight, BR_PORT=0, BR_HTTP_PORT=0,
                         BR_POLICY=POLICY, BR_POLICY_PARAMS=args.params, BR_SEED=args.seed)
         if labelled:
             warm_start(dataset, labelled, stack.redis_url, json.loads(args.params))
@@ -156,7 +156,8 @@ def main(argv=None) -> None:
                 p.spawn()
             for p in procs:
                 p.wait_ready()
-            print(f"services up ({time.monotonic() - t0:.1f}s); routing...", flush=True)
+            print(f"services up ({time.monotonic() - t0:.1f}s); router gRPC port {procs[-1].field('port')}, "
+                  f"OpenAI-compatible http://127.0.0.1:{procs[-1].field('http')}/v1; routing...", flush=True)
             record = asyncio.run(drive(args, rows, dataset, int(procs[-1].field("port")), cost_weight))
         finally:
             for p in reversed(procs):

@@ -55,10 +55,11 @@ async def test_router_learns_which_expert_fits_each_kind(services, stack, prefix
     producer = make_producer(stack.kafka_bootstrap)
     await producer.start()
     await producer.send_and_wait(f"{prefix}feedback.ratings", b"\x0a\xff\xff garbage")
+    await producer.send_and_wait(f"{prefix}feedback.ratings", b'{"decisionId": 7, "qualty": 1}')
     await producer.send_and_wait(f"{prefix}router.decisions", b"\x07\x07")
-    await producer.stop()
 
     answers: dict[str, int] = {}
+    json_rated: list[str] = []
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port_a}") as ch_a:
         a = router_pb2_grpc.RouterStub(ch_a)
         await a.Feedback(router_pb2.FeedbackRequest(decision_id=unknown_id, quality=1.0))
@@ -71,13 +72,21 @@ async def test_router_learns_which_expert_fits_each_kind(services, stack, prefix
                     query=row.prompt, timeout_ms=30_000,
                     options=router_pb2.RouteOptions(metadata={"item_id": row.id})), timeout=40)
                 answers[resp.decision_id] = answers.get(resp.decision_id, 0) + 1
-                await a.Feedback(router_pb2.FeedbackRequest(
-                    decision_id=resp.decision_id, quality=row.outcomes[resp.expert].quality, source="benchmark"))
+                quality = row.outcomes[resp.expert].quality
+                if len(answers) % 4 == 0:      # a product team's producer: plain JSON, as kcat would send
+                    await producer.send_and_wait(f"{prefix}feedback.ratings", json.dumps({
+                        "ratingId": str(uuid.uuid4()), "decisionId": resp.decision_id, "quality": quality,
+                        "source": "app"}).encode(), key=resp.decision_id.encode())
+                    json_rated.append(resp.decision_id)
+                else:
+                    await a.Feedback(router_pb2.FeedbackRequest(
+                        decision_id=resp.decision_id, quality=quality, source="benchmark"))
 
         # The first half, then the rest, so the second half is routed by a learned policy.
         await asyncio.gather(*(one(r) for r in train[:100]))
         await asyncio.gather(*(one(r) for r in train[100:]))
-    assert len(answers) == len(train) and set(answers.values()) == {1}
+    await producer.stop()
+    assert len(answers) == len(train) and set(answers.values()) == {1} and len(json_rated) >= 50
 
     # Every rated decision is learned exactly once, and replica B serves that version.
     r = connect(stack.redis_url)
@@ -109,12 +118,13 @@ async def test_router_learns_which_expert_fits_each_kind(services, stack, prefix
     firsts = [m.decision_id for m in results if m.attempt == 0]
     assert len(firsts) == len(set(firsts)) == len(train)
 
-    letters = await read_topic(stack.kafka_bootstrap, f"{prefix}dead.letters", lambda ms: len(ms) >= 3,
+    letters = await read_topic(stack.kafka_bootstrap, f"{prefix}dead.letters", lambda ms: len(ms) >= 4,
                                decode=lambda v: decode(v, events_pb2.DeadLetter))
     reasons = {m.source_topic: m.reason for m in letters}
     assert "unknown decision_id" in next(m.reason for m in letters if m.decision_id == unknown_id)
     assert reasons[f"{prefix}router.decisions"]
     assert reasons[f"{prefix}feedback.ratings"]
+    assert any("undecodable Rating JSON" in m.reason for m in letters)      # JSON, but not a Rating
 
     # Every process reports the same story on its Prometheus endpoint.
     router_m, worker_m, feedback_m = (int(procs[n].field("metrics")) for n in ("router_a", "worker", "feedback"))
@@ -125,5 +135,5 @@ async def test_router_learns_which_expert_fits_each_kind(services, stack, prefix
     assert await scrape(feedback_m, "feedback_learned_total") == len(train)
     assert await scrape(feedback_m, "feedback_snapshot_version") == await store.current_version()
     await r.aclose()
-    assert await scrape(feedback_m, "feedback_dead_letters_total") >= 3
+    assert await scrape(feedback_m, "feedback_dead_letters_total") >= 4
     assert all(p.proc.poll() is None for p in procs.values()), "a service died"

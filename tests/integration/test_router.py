@@ -133,6 +133,21 @@ async def test_failing_expert_falls_back_and_is_logged(routed, stack, prompts):
                                                                       (1, "mathbot", True, True)}
 
 
+async def test_a_silent_expert_without_fallback_is_deadline_exceeded_and_recorded(routed, stack, prompts):
+    """The whole deadline went to the expert: the client gets DEADLINE_EXCEEDED (not an
+    event-log error), and the timeout is still recorded as the expert's result."""
+    router, stub, _ = routed
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Route(router_pb2.RouteRequest(query=prompts["math"][0], timeout_ms=800,
+                                                 options=router_pb2.RouteOptions(allowed_experts=["silent"])))
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, err.value.details()
+    did = dict(err.value.trailing_metadata())["decision-id"]
+    results = await read_topic(stack.kafka_bootstrap, router.s.results_topic,
+                               lambda ms: any(m.decision_id == did for m in ms),
+                               decode=lambda v: decode(v, events_pb2.ExpertResult))
+    assert next(m for m in results if m.decision_id == did).error == "no answer before the expert's deadline"
+
+
 async def test_silent_expert_times_out_to_the_fallback(routed, stack, prompts):
     router, stub, _ = routed
     for i in range(20):

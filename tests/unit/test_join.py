@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from common.codec import BadEvent
+from common.codec import BadEvent, decode
 from feedback import join
 from proto import events_pb2
 
@@ -147,3 +147,22 @@ def test_a_rewarded_state_shrinks_and_drops_its_reward_after_the_redelivery_wind
     late = join.apply(swept, join.RATING, swept.rating, 3_000, rules)
     assert late.duplicate and late.rewards == []              # after it: the ids still dedupe, nothing is sent
     assert len(swept.SerializeToString()) < 400
+
+
+def test_ratings_decode_from_protobuf_or_the_json_mapping():
+    did, rid = str(uuid.uuid4()), str(uuid.uuid4())
+    proto = rating(did, q=0.7, rid=rid)
+    camel = f'{{"ratingId": "{rid}", "decisionId": "{did}", "quality": 0.7, "cost": 0.02}}'.encode()
+    snake = f' {{"rating_id": "{rid}", "decision_id": "{did}", "quality": 0.7}}'.encode()
+    assert decode(proto.SerializeToString(), events_pb2.Rating, json_ok=True) == proto
+    from_json = decode(camel, events_pb2.Rating, json_ok=True)
+    assert (from_json.decision_id, from_json.quality, from_json.cost) == (did, 0.7, 0.02)
+    assert decode(snake, events_pb2.Rating, json_ok=True).rating_id == rid
+    assert join.validate(join.RATING, from_json) == did
+    for bad, reason in ((b'{"decisionId": 7}', "undecodable Rating JSON"),
+                        (b'{"qualty": 1}', "undecodable Rating JSON"),
+                        (b'{"quality": "high"', "undecodable Rating JSON")):
+        with pytest.raises(BadEvent, match=reason):
+            decode(bad, events_pb2.Rating, json_ok=True)
+    with pytest.raises(BadEvent, match="undecodable Rating: "):       # other topics stay protobuf only
+        decode(camel, events_pb2.Rating)

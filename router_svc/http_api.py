@@ -1,0 +1,276 @@
+"""The OpenAI-compatible HTTP door: the same RouterCore as gRPC, behind a base-URL change.
+
+`POST /v1/chat/completions` routes a chat (model `bandit-router`, or
+`bandit-router:<cost_weight>`, or an expert's name to bypass routing), `GET /v1/models`,
+`POST /v1/feedback` (decision id, quality, cost), `GET /healthz`. Routing options ride in
+the request body's extra fields (`tenant`, `cost_weight`, `allowed_experts`, `max_cost`,
+`max_latency_s`, `hints`, `metadata`); images come as OpenAI content parts (`image_url`
+data URIs). The answer is OpenAI-shaped, with `usage`, the `cost`, the decision id as
+`id` and in `x-decision-id`, and the answering expert in `x-routed-expert`. Errors are
+OpenAI-shaped too: 400 naming the field, 404 for an unknown model, 503 when the event log
+is down, 504 past the deadline. `stream: true` answers in server-sent events in the
+OpenAI chunk format (today the answer arrives as one content chunk once the expert is done).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import time
+
+import grpc
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from proto import router_pb2
+
+from .core import RouterCore, Routed
+from .errors import InvalidRequest, RoutingError
+
+log = logging.getLogger(__name__)
+ROUTER_MODEL = "bandit-router"
+STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404,
+          grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.UNAVAILABLE: 503,
+          grpc.StatusCode.DEADLINE_EXCEEDED: 504}
+OPTION_FIELDS = ("tenant", "cost_weight", "allowed_experts", "max_cost", "max_latency_s", "hints", "metadata")
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.param, self.code = status, param, code
+
+
+def error_response(status: int, message: str, param: str | None = None, code: str | None = None,
+                   headers: dict | None = None) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
+                        status_code=status, headers=headers)
+
+
+def parse_model(model, catalog) -> tuple[float | None, list[str]]:
+    """(cost weight or None, experts to restrict to) from the `model` field."""
+    if not isinstance(model, str) or not model:
+        raise HTTPError(400, "model is required: 'bandit-router', 'bandit-router:<cost_weight>' or an expert's name",
+                        "model")
+    if model == ROUTER_MODEL:
+        return None, []
+    if model.startswith(ROUTER_MODEL + ":"):
+        try:
+            weight = float(model.split(":", 1)[1])
+        except ValueError:
+            weight = math.nan
+        if not (math.isfinite(weight) and weight >= 0):
+            raise HTTPError(400, f"model {model!r}: the cost weight after ':' must be a number >= 0", "model")
+        return weight, []
+    if model in catalog:
+        return None, [model]
+    raise HTTPError(404, f"The model {model!r} does not exist; models: {[ROUTER_MODEL, *catalog.names]}",
+                    "model", "model_not_found")
+
+
+def parse_messages(messages) -> tuple[str, list[router_pb2.ContentPart]]:
+    """The query (the chat as text) and its image parts."""
+    if not isinstance(messages, list) or not messages:
+        raise HTTPError(400, "messages must be a non-empty list", "messages")
+    turns, parts = [], []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "developer", "tool"):
+            raise HTTPError(400, f"messages[{i}] must be an object with a role", f"messages[{i}]")
+        content = m.get("content")
+        if isinstance(content, str):
+            text = content
+        elif isinstance(content, list):
+            texts = []
+            for j, c in enumerate(content):
+                where = f"messages[{i}].content[{j}]"
+                kind = c.get("type") if isinstance(c, dict) else None
+                if kind == "text" and isinstance(c.get("text"), str):
+                    texts.append(c["text"])
+                elif kind == "image_url":
+                    parts.append(data_uri_part(c.get("image_url"), where))
+                else:
+                    raise HTTPError(400, f"{where}: expected a text or image_url part", where)
+            text = "\n".join(texts)
+        elif content is None:
+            text = ""
+        else:
+            raise HTTPError(400, f"messages[{i}].content must be a string or a list of parts", f"messages[{i}].content")
+        turns.append((m["role"], text))
+    if len(turns) == 1:
+        return turns[0][1], parts
+    return "\n\n".join(f"{role}: {text}" for role, text in turns if text), parts
+
+
+def data_uri_part(image_url, where: str) -> router_pb2.ContentPart:
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
+    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url:
+        raise HTTPError(400, f"{where}: image_url must be a data: URI with base64 bytes (nothing outside can be "
+                             "fetched)", where)
+    head, b64 = url[5:].split(";base64,", 1)
+    try:
+        data = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPError(400, f"{where}: image_url is not valid base64", where) from None
+    return router_pb2.ContentPart(media_type=head, data=data, name=where)
+
+
+def route_options(body: dict, weight: float | None, only: list[str]) -> router_pb2.RouteOptions:
+    opts = router_pb2.RouteOptions()
+    try:
+        for name in OPTION_FIELDS:
+            if name not in body or body[name] is None:
+                continue
+            value = body[name]
+            if name in ("hints", "metadata"):
+                if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                    raise HTTPError(400, f"{name} must map names to strings", name)
+                getattr(opts, name).update(value)
+            elif name == "allowed_experts":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise HTTPError(400, "allowed_experts must be a list of expert names", name)
+                opts.allowed_experts.extend(value)
+            elif name == "tenant":
+                if not isinstance(value, str):
+                    raise HTTPError(400, "tenant must be a string", name)
+                opts.tenant = value
+            else:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise HTTPError(400, f"{name} must be a number", name)
+                setattr(opts, name, float(value))
+    except (TypeError, ValueError) as exc:
+        raise HTTPError(400, f"bad routing option: {exc}") from None
+    if weight is not None:
+        opts.cost_weight = weight
+    if only:
+        if opts.allowed_experts and only[0] not in opts.allowed_experts:
+            raise HTTPError(400, f"model {only[0]!r} is not among allowed_experts", "allowed_experts")
+        del opts.allowed_experts[:]
+        opts.allowed_experts.extend(only)
+    return opts
+
+
+def completion(routed: Routed, created: int) -> dict:
+    ev, res = routed.decision.event, routed.result
+    return {"id": ev.decision_id, "object": "chat.completion", "created": created, "model": res.expert,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": res.answer}}],
+            "usage": {"prompt_tokens": res.input_tokens, "completion_tokens": res.output_tokens,
+                      "total_tokens": res.input_tokens + res.output_tokens},
+            "cost": res.cost,
+            "bandit_router": {"decision_id": ev.decision_id, "expert": res.expert, "chosen_expert": ev.chosen_expert,
+                              "fallback": res.fallback, "propensity": ev.propensity,
+                              "policy_version": ev.policy_version}}
+
+
+def routed_headers(routed: Routed) -> dict[str, str]:
+    return {"x-decision-id": routed.decision.event.decision_id, "x-routed-expert": routed.result.expert}
+
+
+def sse(events) -> bytes:
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+
+
+class HTTPDoor:
+    def __init__(self, core: RouterCore):
+        self.core = core
+        self.app = Starlette(routes=[
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/feedback", self.feedback, methods=["POST"]),
+            Route("/healthz", self.health, methods=["GET"]),
+        ], exception_handlers={404: self.not_found, 405: self.not_allowed})
+
+    async def not_found(self, request: Request, exc) -> JSONResponse:
+        return error_response(404, f"no route {request.url.path}", code="not_found")
+
+    async def not_allowed(self, request: Request, exc) -> JSONResponse:
+        return error_response(405, f"{request.method} is not allowed on {request.url.path}")
+
+    async def _body(self, request: Request) -> dict:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise HTTPError(400, "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise HTTPError(400, "the body must be a JSON object")
+        return body
+
+    async def chat(self, request: Request) -> Response:
+        try:
+            body = await self._body(request)
+            weight, only = parse_model(body.get("model"), self.core.catalog)
+            query, parts = parse_messages(body.get("messages"))
+            opts = route_options(body, weight, only)
+            timeout_s = self.core.s.default_timeout_ms / 1000.0
+            routed = await self.core.route(query, opts, timeout_s, parts)
+        except HTTPError as exc:
+            return error_response(exc.status, str(exc), exc.param, exc.code)
+        except RoutingError as exc:
+            headers = {"x-decision-id": exc.decision_id} if exc.decision_id else None
+            return error_response(STATUS.get(exc.code, 500), str(exc), headers=headers)
+        created = int(time.time())
+        body_out = completion(routed, created)
+        if not body.get("stream"):
+            return JSONResponse(body_out, headers=routed_headers(routed))
+        base = {"id": body_out["id"], "object": "chat.completion.chunk", "created": created, "model": body_out["model"]}
+        chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+                  {**base, "choices": [{"index": 0, "delta": {"content": routed.result.answer}}]},
+                  {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                   "usage": body_out["usage"], "cost": body_out["cost"]}]
+
+        async def stream():
+            yield sse(chunks) + b"data: [DONE]\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=routed_headers(routed))
+
+    async def models(self, request: Request) -> JSONResponse:
+        data = [{"id": ROUTER_MODEL, "object": "model", "created": 0, "owned_by": "bandit-router"}]
+        data += [{"id": e.name, "object": "model", "created": 0, "owned_by": e.backend} for e in self.core.catalog]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def feedback(self, request: Request) -> JSONResponse:
+        try:
+            body = await self._body(request)
+            quality, cost = body.get("quality"), body.get("cost")
+            for name, v in (("quality", quality), ("cost", cost)):
+                if (v is not None or name == "quality") and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    raise HTTPError(400, f"{name} must be a number", name)
+            did = body.get("decision_id")
+            if not isinstance(did, str):
+                raise HTTPError(400, "decision_id must be a string", "decision_id")
+            rating_id = await self.core.feedback(did, float(quality), str(body.get("source") or "user"),
+                                                 None if cost is None else float(cost))
+        except HTTPError as exc:
+            return error_response(exc.status, str(exc), exc.param, exc.code)
+        except InvalidRequest as exc:
+            return error_response(400, str(exc))
+        except RoutingError as exc:
+            return error_response(STATUS.get(exc.code, 500), str(exc))
+        return JSONResponse({"rating_id": rating_id, "decision_id": did})
+
+    async def health(self, request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "policy": self.core.live.policy.name,
+                             "policy_version": self.core.live.version})
+
+
+async def start_http(core: RouterCore, host: str, port: int):
+    """Serve the door with uvicorn in this event loop; returns (server, task, bound port)."""
+    import asyncio
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(HTTPDoor(core).app, host=host, port=port, log_level="warning",
+                                           lifespan="off"))
+    task = asyncio.create_task(server.serve(), name="http-door")
+    while not server.started:
+        if task.done():
+            task.result()                          # raises why it could not start
+            raise RuntimeError("the HTTP door stopped before it started")
+        await asyncio.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, bound
