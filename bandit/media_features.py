@@ -85,15 +85,16 @@ class DocumentFeatures(Featurizer):
     def features(self, part: Part) -> np.ndarray:
         reader = read_pdf(part, _LIMITS.max_pdf_pages)
         pages = len(reader.pages)
-        chars = len(document_text(part, max_pages=pages))
+        chars = len(document_text(part, max_pages=pages, reader=reader))
         per_page = chars / max(pages, 1)
         return np.array([math.log1p(pages) / 5.0, math.log1p(chars) / 12.0, float(per_page < 25),
                          min(per_page / 3000.0, 1.0)], dtype=np.float32)
 
 
-def document_text(part: Part, max_pages: int = 5, max_chars: int = 20_000) -> str:
-    """The text layer of the first pages (empty for a scanned document)."""
-    reader = read_pdf(part, _LIMITS.max_pdf_pages)
+def document_text(part: Part, max_pages: int = 5, max_chars: int = 20_000, reader=None) -> str:
+    """The text layer of the first pages (empty for a scanned document); `reader`: the
+    part already parsed, if it is."""
+    reader = reader or read_pdf(part, _LIMITS.max_pdf_pages)
     out = []
     for page in reader.pages[:max_pages]:
         out.append(page.extract_text() or "")

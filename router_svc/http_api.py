@@ -13,6 +13,7 @@ OpenAI chunk format (today the answer arrives as one content chunk once the expe
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -260,8 +261,6 @@ class HTTPDoor:
 
 async def start_http(core: RouterCore, host: str, port: int):
     """Serve the door with uvicorn in this event loop; returns (server, task, bound port)."""
-    import asyncio
-
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(HTTPDoor(core).app, host=host, port=port, log_level="warning",

@@ -88,19 +88,22 @@ async def test_parts_reach_a_vision_model_and_the_document_expert(stack, prefix,
     catalog = ExpertCatalog.from_file(write_catalog(tmp_path / "experts.toml", {
         "vlm": {**llm, "modalities": ["text", "image"]},
         "docs": {"backend": "document", "modalities": ["document"], "price_per_call": 0.01,
-                 "options": {"stage2": llm}}}))
+                 "options": {"stage2": llm}},
+        "looker": {"backend": "vision_pipeline", "modalities": ["image"], "options": {"stages": ["shapes"],
+                                                                                      "stage2": llm}}}))
     settings = WorkerSettings(kafka_bootstrap=stack.kafka_bootstrap, redis_url=stack.redis_url, topic_prefix=prefix)
     await ensure_topics(stack.kafka_bootstrap, {settings.reply_topic("test"): 1})
     redis = connect(stack.redis_url)
     store = PartStore(redis, settings.redis_prefix)
     picture = Part("image/png", shapes_image([("circle", "red", (60, 60, 40))]), "dot.png")
     report = Part("application/pdf", pdf(["Revenue grew 12% in the third quarter."]), "q3.pdf")
-    refs = {"vlm": await store.put(picture), "docs": await store.put(report)}
+    refs = {"vlm": await store.put(picture), "docs": await store.put(report), "looker": await store.put(picture)}
     workers = await WorkerApp(settings, catalog).start()
     producer = make_producer(stack.kafka_bootstrap)
     await producer.start()
     ids = {}
-    for expert, question in (("vlm", "What is in the picture?"), ("docs", "How much did revenue grow?")):
+    for expert, question in (("vlm", "What is in the picture?"), ("docs", "How much did revenue grow?"),
+                             ("looker", "Is this a warning sign?")):
         did = ids[expert] = str(uuid.uuid4())
         req = events_pb2.ExpertRequest(request_id=f"{did}:0", decision_id=did, expert=expert, query=question,
                                        deadline_ms=now_ms() + 30_000, reply_topic=settings.reply_topic("test"),
@@ -108,7 +111,7 @@ async def test_parts_reach_a_vision_model_and_the_document_expert(stack, prefix,
         await producer.send_and_wait(settings.expert_topic(expert), req.SerializeToString(), key=did.encode())
     await producer.stop()
     try:
-        replies = await read_topic(stack.kafka_bootstrap, settings.reply_topic("test"), lambda ms: len(ms) >= 2,
+        replies = await read_topic(stack.kafka_bootstrap, settings.reply_topic("test"), lambda ms: len(ms) >= 3,
                                    decode=lambda v: decode(v, events_pb2.ExpertResult))
     finally:
         await workers.stop()
@@ -117,6 +120,9 @@ async def test_parts_reach_a_vision_model_and_the_document_expert(stack, prefix,
     assert by[ids["vlm"]].ok and by[ids["docs"]].ok, [r.error for r in replies]
     assert "Revenue grew 12% in the third quarter." in by[ids["docs"]].answer
     assert by[ids["docs"]].cost == pytest.approx(0.01)
+    # No rule answers that from shapes: stage 2 (the text model) gets the question and stage 1's findings.
+    assert by[ids["looker"]].ok and by[ids["looker"]].answer.startswith("echo: Is this a warning sign?")
+    assert "Shapes detected: red circle" in by[ids["looker"]].answer
     vision_call = next(b for b in seen if isinstance(b["messages"][-1]["content"], list))
     text, img = vision_call["messages"][-1]["content"]
     assert text == {"type": "text", "text": "What is in the picture?"}

@@ -66,6 +66,27 @@ def make_backend(expert: ExpertConfig) -> ExpertBackend:
     return cls(expert)
 
 
+class TextStage:
+    """A pipeline's second stage: any configured text backend (`stage2`: a table with
+    `backend` and its `options`), asked the question over what the first stage extracted."""
+
+    def __init__(self, owner: ExpertConfig, spec: dict):
+        self.backend = make_backend(ExpertConfig(name=f"{owner.name}.stage2", **spec))
+
+    async def start(self) -> None:
+        await self.backend.start()
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    async def ask(self, request: events_pb2.ExpertRequest, query: str) -> Answer:
+        asked = events_pb2.ExpertRequest()
+        asked.CopyFrom(request)
+        del asked.parts[:]                    # stage 1 has read them; the text stage gets words
+        asked.query = query
+        return await self.backend.answer(asked)
+
+
 def estimate_tokens(text: str) -> int:
     """~4 characters a token: the estimate the routing data sets use too."""
     return max(1, len(text) // 4)

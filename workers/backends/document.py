@@ -13,7 +13,7 @@ from bandit.media_features import document_text
 from common.experts import ExpertConfig
 from proto import events_pb2
 
-from .base import Answer, BackendError, ExpertBackend, estimate_tokens, make_backend, register
+from .base import Answer, BackendError, ExpertBackend, TextStage, estimate_tokens, register
 
 
 @register
@@ -24,7 +24,7 @@ class DocumentBackend(ExpertBackend):
         super().__init__(expert)
         o = self.require("stage2")
         self.max_chars = int(o.get("max_chars", 12_000))
-        self.stage2 = make_backend(ExpertConfig(name=f"{expert.name}.stage2", **o["stage2"]))
+        self.stage2 = TextStage(expert, o["stage2"])
 
     async def start(self) -> None:
         await self.stage2.start()
@@ -40,10 +40,6 @@ class DocumentBackend(ExpertBackend):
         body = "\n\n".join(t for t in texts if t)[: self.max_chars]
         if not body:
             raise BackendError("the document has no text layer (scanned?)")
-        asked = events_pb2.ExpertRequest()
-        asked.CopyFrom(request)
-        del asked.parts[:]
-        asked.query = f"{request.query}\n\nThe document:\n{body}"
-        ans = await self.stage2.answer(asked)
+        ans = await self.stage2.ask(request, f"{request.query}\n\nThe document:\n{body}")
         return Answer(ans.text, ans.input_tokens, ans.output_tokens,
                       ans.cost + self.expert.price(estimate_tokens(request.query), 0))

@@ -21,7 +21,7 @@ from common.media import Part, open_image
 from common.vision import Findings, answer_by_rule, look
 from proto import events_pb2
 
-from .base import Answer, BackendError, ExpertBackend, estimate_tokens, make_backend, register
+from .base import Answer, BackendError, ExpertBackend, TextStage, estimate_tokens, register
 
 
 @register
@@ -38,7 +38,7 @@ class TwoStageVisionBackend(ExpertBackend):
                              f"['ocr', 'shapes'], got {self.stages}")
         self.tesseract_config = o.get("tesseract_config", "--psm 6")
         stage2 = o.get("stage2")
-        self.stage2 = make_backend(ExpertConfig(name=f"{expert.name}.stage2", **stage2)) if stage2 else None
+        self.stage2 = TextStage(expert, stage2) if stage2 else None
 
     async def start(self) -> None:
         if self.stage2:
@@ -63,9 +63,5 @@ class TwoStageVisionBackend(ExpertBackend):
         if self.stage2 is None:
             raise BackendError("no rule answers this question from the image and no stage-2 text expert "
                                "is configured")
-        asked = events_pb2.ExpertRequest()
-        asked.CopyFrom(request)
-        del asked.parts[:]
-        asked.query = f"{request.query}\n\n{found.summary()}"
-        ans = await self.stage2.answer(asked)
+        ans = await self.stage2.ask(request, f"{request.query}\n\n{found.summary()}")
         return Answer(ans.text, ans.input_tokens, ans.output_tokens, ans.cost + price)
