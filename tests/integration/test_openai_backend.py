@@ -23,6 +23,27 @@ from workers import metrics
 from workers.main import WorkerApp
 
 
+async def ask(stack, settings: WorkerSettings, requests) -> dict[str, events_pb2.ExpertResult]:
+    """Send (expert, query, part refs) requests as the router would; the workers' replies,
+    by decision id, in the order asked."""
+    producer = make_producer(stack.kafka_bootstrap)
+    await producer.start()
+    ids = []
+    for expert, query, parts in requests:
+        did = str(uuid.uuid4())
+        ids.append(did)
+        req = events_pb2.ExpertRequest(request_id=f"{did}:0", decision_id=did, expert=expert, query=query,
+                                       deadline_ms=now_ms() + 30_000, reply_topic=settings.reply_topic("test"),
+                                       parts=parts)
+        await producer.send_and_wait(settings.expert_topic(expert), req.SerializeToString(), key=did.encode())
+    await producer.stop()
+    replies = await read_topic(stack.kafka_bootstrap, settings.reply_topic("test"),
+                               lambda ms: {m.decision_id for m in ms} >= set(ids),
+                               decode=lambda v: decode(v, events_pb2.ExpertResult))
+    by_id = {r.decision_id: r for r in replies}
+    return {did: by_id[did] for did in ids}
+
+
 @pytest.fixture
 async def chat_server():
     seen = []
@@ -59,21 +80,10 @@ async def test_openai_backend_answers_prices_and_reports_errors(stack, prefix, c
     settings = WorkerSettings(kafka_bootstrap=stack.kafka_bootstrap, redis_url=stack.redis_url, topic_prefix=prefix)
     await ensure_topics(stack.kafka_bootstrap, {settings.reply_topic("test"): 1})
     workers = await WorkerApp(settings, catalog).start()
-    producer = make_producer(stack.kafka_bootstrap)
-    await producer.start()
-    ids = [str(uuid.uuid4()), str(uuid.uuid4())]
-    for did, query in zip(ids, ["hello there", "please explode"]):
-        req = events_pb2.ExpertRequest(request_id=f"{did}:0", decision_id=did, expert="llm", query=query,
-                                       deadline_ms=now_ms() + 30_000, reply_topic=settings.reply_topic("test"))
-        await producer.send_and_wait(settings.expert_topic("llm"), req.SerializeToString(), key=did.encode())
-    await producer.stop()
     try:
-        replies = await read_topic(stack.kafka_bootstrap, settings.reply_topic("test"), lambda ms: len(ms) >= 2,
-                                   decode=lambda v: decode(v, events_pb2.ExpertResult))
+        ok, bad = (await ask(stack, settings, [("llm", "hello there", []), ("llm", "please explode", [])])).values()
     finally:
         await workers.stop()
-    by_id = {r.decision_id: r for r in replies}
-    ok, bad = by_id[ids[0]], by_id[ids[1]]
     assert ok.ok and ok.answer == "echo: hello there" and (ok.input_tokens, ok.output_tokens) == (100, 20)
     assert ok.cost == pytest.approx(0.5 + 100 * 0.01 + 20 * 0.1) and ok.latency_s > 0
     assert not bad.ok and "model overloaded" in bad.error
@@ -99,30 +109,20 @@ async def test_parts_reach_a_vision_model_and_the_document_expert(stack, prefix,
     report = Part("application/pdf", pdf(["Revenue grew 12% in the third quarter."]), "q3.pdf")
     refs = {"vlm": await store.put(picture), "docs": await store.put(report), "looker": await store.put(picture)}
     workers = await WorkerApp(settings, catalog).start()
-    producer = make_producer(stack.kafka_bootstrap)
-    await producer.start()
-    ids = {}
-    for expert, question in (("vlm", "What is in the picture?"), ("docs", "How much did revenue grow?"),
-                             ("looker", "Is this a warning sign?")):
-        did = ids[expert] = str(uuid.uuid4())
-        req = events_pb2.ExpertRequest(request_id=f"{did}:0", decision_id=did, expert=expert, query=question,
-                                       deadline_ms=now_ms() + 30_000, reply_topic=settings.reply_topic("test"),
-                                       parts=[refs[expert]])
-        await producer.send_and_wait(settings.expert_topic(expert), req.SerializeToString(), key=did.encode())
-    await producer.stop()
     try:
-        replies = await read_topic(stack.kafka_bootstrap, settings.reply_topic("test"), lambda ms: len(ms) >= 3,
-                                   decode=lambda v: decode(v, events_pb2.ExpertResult))
+        asked = [("vlm", "What is in the picture?"), ("docs", "How much did revenue grow?"),
+                 ("looker", "Is this a warning sign?")]
+        replies = await ask(stack, settings, [(e, q, [refs[e]]) for e, q in asked])
     finally:
         await workers.stop()
         await redis.aclose()
-    by = {r.decision_id: r for r in replies}
-    assert by[ids["vlm"]].ok and by[ids["docs"]].ok, [r.error for r in replies]
-    assert "Revenue grew 12% in the third quarter." in by[ids["docs"]].answer
-    assert by[ids["docs"]].cost == pytest.approx(0.01)
+    by = dict(zip([e for e, _ in asked], replies.values()))
+    assert by["vlm"].ok and by["docs"].ok, [r.error for r in replies.values()]
+    assert "Revenue grew 12% in the third quarter." in by["docs"].answer
+    assert by["docs"].cost == pytest.approx(0.01)
     # No rule answers that from shapes: stage 2 (the text model) gets the question and stage 1's findings.
-    assert by[ids["looker"]].ok and by[ids["looker"]].answer.startswith("echo: Is this a warning sign?")
-    assert "Shapes detected: red circle" in by[ids["looker"]].answer
+    assert by["looker"].ok and by["looker"].answer.startswith("echo: Is this a warning sign?")
+    assert "Shapes detected: red circle" in by["looker"].answer
     vision_call = next(b for b in seen if isinstance(b["messages"][-1]["content"], list))
     text, img = vision_call["messages"][-1]["content"]
     assert text == {"type": "text", "text": "What is in the picture?"}
