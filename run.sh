@@ -60,6 +60,8 @@ case "$cmd" in
   rollback) setup; exec "$VENV/bin/python" -m feedback.rollback "$@" ;;
   test)
     setup
+    need_apt chromium chromium     # the dashboard's browser test (headless)
+    need_apt prometheus prometheus # a real Prometheus scrapes the services in the whole-loop test
     "$VENV/bin/python" -m proto.gen --check
     exec "$VENV/bin/python" -m pytest "$@" ;;
   *) sed -n '2,13p' "$0"; exit 2 ;;

@@ -43,6 +43,17 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int], retries: int = 3
             await admin.close()
 
 
+async def topic_partitions(bootstrap: str, topics: list[str]) -> dict[str, list[int]]:
+    """Each existing topic's partition numbers (from the broker's metadata, asked now)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        await admin.start()
+        found = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in found if not t["error_code"]}
+
+
 def make_producer(bootstrap: str, **kw) -> AIOKafkaProducer:
     """A producer that waits for every in-sync replica's acknowledgement.
 
@@ -65,6 +76,21 @@ def make_consumer(bootstrap: str, *topics: str, group_id: str | None, **kw) -> A
                 retry_backoff_ms=200, metadata_max_age_ms=5_000)
     opts.update(kw)
     return AIOKafkaConsumer(*topics, **opts)
+
+
+async def poll_forever(consumer: AIOKafkaConsumer, handle, what: str, max_records: int = 500) -> None:
+    """Hand each polled batch ({partition: records}) to `handle` until cancelled. A failed
+    poll (a broker restart) is logged and retried: aiokafka reconnects on the next call."""
+    while True:
+        try:
+            batches = await consumer.getmany(timeout_ms=500, max_records=max_records)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s: %s", what, exc)
+            await asyncio.sleep(0.5)
+            continue
+        handle(batches)
 
 
 def rewind(consumer: AIOKafkaConsumer, batches: dict) -> None:

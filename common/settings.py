@@ -86,6 +86,9 @@ class RouterSettings(PolicySettings):
     host: str = "127.0.0.1"
     port: int = 50051                        # 0 = pick a free port (tests)
     http_port: int | None = Field(default=None, ge=0, le=65535)   # the OpenAI-compatible door; None = off
+    dashboard: bool = True                                  # served by the HTTP door at /dashboard/
+    dashboard_window_s: float = Field(default=900.0, gt=0)  # how far back the dashboard shows
+    dashboard_bucket_s: float = Field(default=5.0, gt=0)    # one point per bucket
     router_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     embedding_model: str = ""                # sentence-transformers name or path; "" = bundled MiniLM
     embedding_device: str = ""               # "" = cuda when available, else cpu
@@ -93,7 +96,10 @@ class RouterSettings(PolicySettings):
     embed_max_wait_ms: float = Field(default=2.0, ge=0)
     default_cost_weight: float = Field(default=0.0, ge=0)
     default_timeout_ms: int = Field(default=10_000, ge=1)
+    max_timeout_ms: int = Field(default=300_000, ge=1)     # a longer request timeout is refused
     expert_timeout_share: float = Field(default=0.6, gt=0, le=1)  # of the deadline, before falling back
+    max_in_flight: int = Field(default=1024, ge=0)          # Route/Decide calls at once; more are shed; 0 = no limit
+    retry_after_s: float = Field(default=1.0, gt=0)         # what a shed caller is told to wait
     fallback_expert: str = ""                # "" = the premium expert
     max_query_chars: int = Field(default=32_768, ge=1)
     budget_per_query: float | None = Field(default=None, gt=0)   # mean cost cap, kept by pacing
@@ -128,6 +134,7 @@ class WorkerSettings(InfraSettings):
     join_timeout_s: float = Field(default=120.0, gt=0)      # READY only once each pool holds its assignment
     answer_ttl_s: float = Field(default=86_400.0, gt=0)     # how long the ledger keeps an answer
     claim_ttl_s: float = Field(default=600.0, gt=0)         # a claim on a request without a deadline
+    stream_flush_ms: float = Field(default=25.0, ge=0)     # a streamed answer's pieces are sent this often at most
 
 
 class FeedbackSettings(PolicySettings):

@@ -113,7 +113,7 @@ class PartRef(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., media_type: _Optional[str] = ..., size: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ExpertRequest(_message.Message):
-    __slots__ = ("request_id", "decision_id", "expert", "attempt", "fallback", "query", "modality", "metadata", "deadline_ms", "reply_topic", "parts")
+    __slots__ = ("request_id", "decision_id", "expert", "attempt", "fallback", "query", "modality", "metadata", "deadline_ms", "reply_topic", "parts", "stream")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,7 @@ class ExpertRequest(_message.Message):
     DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     REPLY_TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     decision_id: str
     expert: str
@@ -143,10 +144,11 @@ class ExpertRequest(_message.Message):
     deadline_ms: int
     reply_topic: str
     parts: _containers.RepeatedCompositeFieldContainer[PartRef]
-    def __init__(self, request_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., expert: _Optional[str] = ..., attempt: _Optional[int] = ..., fallback: _Optional[bool] = ..., query: _Optional[str] = ..., modality: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., deadline_ms: _Optional[int] = ..., reply_topic: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[PartRef, _Mapping]]] = ...) -> None: ...
+    stream: bool
+    def __init__(self, request_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., expert: _Optional[str] = ..., attempt: _Optional[int] = ..., fallback: _Optional[bool] = ..., query: _Optional[str] = ..., modality: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., deadline_ms: _Optional[int] = ..., reply_topic: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[PartRef, _Mapping]]] = ..., stream: _Optional[bool] = ...) -> None: ...
 
 class ExpertResult(_message.Message):
-    __slots__ = ("request_id", "decision_id", "expert", "attempt", "fallback", "ok", "answer", "error", "latency_s", "input_tokens", "output_tokens", "cost", "ts_ms", "producer")
+    __slots__ = ("request_id", "decision_id", "expert", "attempt", "fallback", "ok", "answer", "error", "latency_s", "input_tokens", "output_tokens", "cost", "ts_ms", "producer", "partial", "seq")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERT_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +163,8 @@ class ExpertResult(_message.Message):
     COST_FIELD_NUMBER: _ClassVar[int]
     TS_MS_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     decision_id: str
     expert: str
@@ -175,7 +179,9 @@ class ExpertResult(_message.Message):
     cost: float
     ts_ms: int
     producer: str
-    def __init__(self, request_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., expert: _Optional[str] = ..., attempt: _Optional[int] = ..., fallback: _Optional[bool] = ..., ok: _Optional[bool] = ..., answer: _Optional[str] = ..., error: _Optional[str] = ..., latency_s: _Optional[float] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., ts_ms: _Optional[int] = ..., producer: _Optional[str] = ...) -> None: ...
+    partial: bool
+    seq: int
+    def __init__(self, request_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., expert: _Optional[str] = ..., attempt: _Optional[int] = ..., fallback: _Optional[bool] = ..., ok: _Optional[bool] = ..., answer: _Optional[str] = ..., error: _Optional[str] = ..., latency_s: _Optional[float] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., ts_ms: _Optional[int] = ..., producer: _Optional[str] = ..., partial: _Optional[bool] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class Rating(_message.Message):
     __slots__ = ("rating_id", "decision_id", "quality", "source", "cost", "ts_ms")

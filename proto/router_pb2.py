@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from proto import events_pb2 as proto_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12proto/router.proto\x12\x10\x62\x61ndit_router.v1\x1a\x12proto/events.proto\"\x9e\x03\n\x0cRouteOptions\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x18\n\x0b\x63ost_weight\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\x0f\x61llowed_experts\x18\x04 \x03(\t\x12>\n\x08metadata\x18\x05 \x03(\x0b\x32,.bandit_router.v1.RouteOptions.MetadataEntry\x12\x15\n\x08max_cost\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x1a\n\rmax_latency_s\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\x38\n\x05hints\x18\x08 \x03(\x0b\x32).bandit_router.v1.RouteOptions.HintsEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a,\n\nHintsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_cost_weightB\x0b\n\t_max_costB\x10\n\x0e_max_latency_s\"=\n\x0b\x43ontentPart\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x90\x01\n\x0cRouteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12/\n\x07options\x18\x02 \x01(\x0b\x32\x1e.bandit_router.v1.RouteOptions\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x05\x12,\n\x05parts\x18\x04 \x03(\x0b\x32\x1d.bandit_router.v1.ContentPart\"\xba\x01\n\rRouteResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65xpert\x18\x02 \x01(\t\x12\x15\n\rchosen_expert\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x04 \x01(\x08\x12\x0e\n\x06\x61nswer\x18\x05 \x01(\t\x12\x12\n\npropensity\x18\x06 \x01(\x01\x12\x0c\n\x04\x63ost\x18\x07 \x01(\x01\x12\x11\n\tlatency_s\x18\x08 \x01(\x01\x12\x16\n\x0epolicy_version\x18\t \x01(\x03\"}\n\rDecideRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12/\n\x07options\x18\x02 \x01(\x0b\x32\x1e.bandit_router.v1.RouteOptions\x12,\n\x05parts\x18\x03 \x03(\x0b\x32\x1d.bandit_router.v1.ContentPart\"\xee\x02\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65xpert\x18\x02 \x01(\t\x12\x12\n\npropensity\x18\x03 \x01(\x01\x12J\n\rprobabilities\x18\x04 \x03(\x0b\x32\x33.bandit_router.v1.DecideResponse.ProbabilitiesEntry\x12<\n\x06scores\x18\x05 \x03(\x0b\x32,.bandit_router.v1.DecideResponse.ScoresEntry\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x03\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aK\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.bandit_router.v1.ScoreParts:\x02\x38\x01\"c\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07quality\x18\x02 \x01(\x01\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x11\n\x04\x63ost\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x07\n\x05_cost\"%\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x11\n\trating_id\x18\x01 \x01(\t\"\x14\n\x12ListExpertsRequest\"\xd1\x01\n\nExpertInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x12\n\nmodalities\x18\x03 \x03(\t\x12\x16\n\x0eprice_per_call\x18\x04 \x01(\x01\x12\x1d\n\x15price_per_input_token\x18\x05 \x01(\x01\x12\x1e\n\x16price_per_output_token\x18\x06 \x01(\x01\x12\x17\n\x0fmax_concurrency\x18\x07 \x01(\x05\x12\x0f\n\x07premium\x18\x08 \x01(\x08\x12\x0f\n\x07updates\x18\t \x01(\x03\"\x8a\x01\n\x13ListExpertsResponse\x12-\n\x07\x65xperts\x18\x01 \x03(\x0b\x32\x1c.bandit_router.v1.ExpertInfo\x12\x13\n\x0bpolicy_name\x18\x02 \x01(\t\x12\x16\n\x0epolicy_version\x18\x03 \x01(\x03\x12\x17\n\x0f\x65mbedding_model\x18\x04 \x01(\t2\xce\x02\n\x06Router\x12H\n\x05Route\x12\x1e.bandit_router.v1.RouteRequest\x1a\x1f.bandit_router.v1.RouteResponse\x12K\n\x06\x44\x65\x63ide\x12\x1f.bandit_router.v1.DecideRequest\x1a .bandit_router.v1.DecideResponse\x12Q\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12!.bandit_router.v1.FeedbackRequest\x1a\".bandit_router.v1.FeedbackResponse\x12Z\n\x0bListExperts\x12$.bandit_router.v1.ListExpertsRequest\x1a%.bandit_router.v1.ListExpertsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12proto/router.proto\x12\x10\x62\x61ndit_router.v1\x1a\x12proto/events.proto\"\x9e\x03\n\x0cRouteOptions\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12\x18\n\x0b\x63ost_weight\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x17\n\x0f\x61llowed_experts\x18\x04 \x03(\t\x12>\n\x08metadata\x18\x05 \x03(\x0b\x32,.bandit_router.v1.RouteOptions.MetadataEntry\x12\x15\n\x08max_cost\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x1a\n\rmax_latency_s\x18\x07 \x01(\x01H\x02\x88\x01\x01\x12\x38\n\x05hints\x18\x08 \x03(\x0b\x32).bandit_router.v1.RouteOptions.HintsEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a,\n\nHintsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_cost_weightB\x0b\n\t_max_costB\x10\n\x0e_max_latency_s\"=\n\x0b\x43ontentPart\x12\x12\n\nmedia_type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x90\x01\n\x0cRouteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12/\n\x07options\x18\x02 \x01(\x0b\x32\x1e.bandit_router.v1.RouteOptions\x12\x12\n\ntimeout_ms\x18\x03 \x01(\x05\x12,\n\x05parts\x18\x04 \x03(\x0b\x32\x1d.bandit_router.v1.ContentPart\"n\n\nRouteChunk\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65xpert\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12-\n\x04\x64one\x18\x04 \x01(\x0b\x32\x1f.bandit_router.v1.RouteResponse\"\xba\x01\n\rRouteResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65xpert\x18\x02 \x01(\t\x12\x15\n\rchosen_expert\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x04 \x01(\x08\x12\x0e\n\x06\x61nswer\x18\x05 \x01(\t\x12\x12\n\npropensity\x18\x06 \x01(\x01\x12\x0c\n\x04\x63ost\x18\x07 \x01(\x01\x12\x11\n\tlatency_s\x18\x08 \x01(\x01\x12\x16\n\x0epolicy_version\x18\t \x01(\x03\"}\n\rDecideRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12/\n\x07options\x18\x02 \x01(\x0b\x32\x1e.bandit_router.v1.RouteOptions\x12,\n\x05parts\x18\x03 \x03(\x0b\x32\x1d.bandit_router.v1.ContentPart\"\xee\x02\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0e\n\x06\x65xpert\x18\x02 \x01(\t\x12\x12\n\npropensity\x18\x03 \x01(\x01\x12J\n\rprobabilities\x18\x04 \x03(\x0b\x32\x33.bandit_router.v1.DecideResponse.ProbabilitiesEntry\x12<\n\x06scores\x18\x05 \x03(\x0b\x32,.bandit_router.v1.DecideResponse.ScoresEntry\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x03\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aK\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.bandit_router.v1.ScoreParts:\x02\x38\x01\"c\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07quality\x18\x02 \x01(\x01\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x11\n\x04\x63ost\x18\x04 \x01(\x01H\x00\x88\x01\x01\x42\x07\n\x05_cost\"%\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x11\n\trating_id\x18\x01 \x01(\t\"\x14\n\x12ListExpertsRequest\"\xd1\x01\n\nExpertInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x12\n\nmodalities\x18\x03 \x03(\t\x12\x16\n\x0eprice_per_call\x18\x04 \x01(\x01\x12\x1d\n\x15price_per_input_token\x18\x05 \x01(\x01\x12\x1e\n\x16price_per_output_token\x18\x06 \x01(\x01\x12\x17\n\x0fmax_concurrency\x18\x07 \x01(\x05\x12\x0f\n\x07premium\x18\x08 \x01(\x08\x12\x0f\n\x07updates\x18\t \x01(\x03\"\x8a\x01\n\x13ListExpertsResponse\x12-\n\x07\x65xperts\x18\x01 \x03(\x0b\x32\x1c.bandit_router.v1.ExpertInfo\x12\x13\n\x0bpolicy_name\x18\x02 \x01(\t\x12\x16\n\x0epolicy_version\x18\x03 \x01(\x03\x12\x17\n\x0f\x65mbedding_model\x18\x04 \x01(\t2\x9d\x03\n\x06Router\x12H\n\x05Route\x12\x1e.bandit_router.v1.RouteRequest\x1a\x1f.bandit_router.v1.RouteResponse\x12M\n\x0bRouteStream\x12\x1e.bandit_router.v1.RouteRequest\x1a\x1c.bandit_router.v1.RouteChunk0\x01\x12K\n\x06\x44\x65\x63ide\x12\x1f.bandit_router.v1.DecideRequest\x1a .bandit_router.v1.DecideResponse\x12Q\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12!.bandit_router.v1.FeedbackRequest\x1a\".bandit_router.v1.FeedbackResponse\x12Z\n\x0bListExperts\x12$.bandit_router.v1.ListExpertsRequest\x1a%.bandit_router.v1.ListExpertsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,26 +50,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTENTPART']._serialized_end=538
   _globals['_ROUTEREQUEST']._serialized_start=541
   _globals['_ROUTEREQUEST']._serialized_end=685
-  _globals['_ROUTERESPONSE']._serialized_start=688
-  _globals['_ROUTERESPONSE']._serialized_end=874
-  _globals['_DECIDEREQUEST']._serialized_start=876
-  _globals['_DECIDEREQUEST']._serialized_end=1001
-  _globals['_DECIDERESPONSE']._serialized_start=1004
-  _globals['_DECIDERESPONSE']._serialized_end=1370
-  _globals['_DECIDERESPONSE_PROBABILITIESENTRY']._serialized_start=1241
-  _globals['_DECIDERESPONSE_PROBABILITIESENTRY']._serialized_end=1293
-  _globals['_DECIDERESPONSE_SCORESENTRY']._serialized_start=1295
-  _globals['_DECIDERESPONSE_SCORESENTRY']._serialized_end=1370
-  _globals['_FEEDBACKREQUEST']._serialized_start=1372
-  _globals['_FEEDBACKREQUEST']._serialized_end=1471
-  _globals['_FEEDBACKRESPONSE']._serialized_start=1473
-  _globals['_FEEDBACKRESPONSE']._serialized_end=1510
-  _globals['_LISTEXPERTSREQUEST']._serialized_start=1512
-  _globals['_LISTEXPERTSREQUEST']._serialized_end=1532
-  _globals['_EXPERTINFO']._serialized_start=1535
-  _globals['_EXPERTINFO']._serialized_end=1744
-  _globals['_LISTEXPERTSRESPONSE']._serialized_start=1747
-  _globals['_LISTEXPERTSRESPONSE']._serialized_end=1885
-  _globals['_ROUTER']._serialized_start=1888
-  _globals['_ROUTER']._serialized_end=2222
+  _globals['_ROUTECHUNK']._serialized_start=687
+  _globals['_ROUTECHUNK']._serialized_end=797
+  _globals['_ROUTERESPONSE']._serialized_start=800
+  _globals['_ROUTERESPONSE']._serialized_end=986
+  _globals['_DECIDEREQUEST']._serialized_start=988
+  _globals['_DECIDEREQUEST']._serialized_end=1113
+  _globals['_DECIDERESPONSE']._serialized_start=1116
+  _globals['_DECIDERESPONSE']._serialized_end=1482
+  _globals['_DECIDERESPONSE_PROBABILITIESENTRY']._serialized_start=1353
+  _globals['_DECIDERESPONSE_PROBABILITIESENTRY']._serialized_end=1405
+  _globals['_DECIDERESPONSE_SCORESENTRY']._serialized_start=1407
+  _globals['_DECIDERESPONSE_SCORESENTRY']._serialized_end=1482
+  _globals['_FEEDBACKREQUEST']._serialized_start=1484
+  _globals['_FEEDBACKREQUEST']._serialized_end=1583
+  _globals['_FEEDBACKRESPONSE']._serialized_start=1585
+  _globals['_FEEDBACKRESPONSE']._serialized_end=1622
+  _globals['_LISTEXPERTSREQUEST']._serialized_start=1624
+  _globals['_LISTEXPERTSREQUEST']._serialized_end=1644
+  _globals['_EXPERTINFO']._serialized_start=1647
+  _globals['_EXPERTINFO']._serialized_end=1856
+  _globals['_LISTEXPERTSRESPONSE']._serialized_start=1859
+  _globals['_LISTEXPERTSRESPONSE']._serialized_end=1997
+  _globals['_ROUTER']._serialized_start=2000
+  _globals['_ROUTER']._serialized_end=2413
 # @@protoc_insertion_point(module_scope)

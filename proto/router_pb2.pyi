@@ -63,6 +63,18 @@ class RouteRequest(_message.Message):
     parts: _containers.RepeatedCompositeFieldContainer[ContentPart]
     def __init__(self, query: _Optional[str] = ..., options: _Optional[_Union[RouteOptions, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., parts: _Optional[_Iterable[_Union[ContentPart, _Mapping]]] = ...) -> None: ...
 
+class RouteChunk(_message.Message):
+    __slots__ = ("decision_id", "expert", "text", "done")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    expert: str
+    text: str
+    done: RouteResponse
+    def __init__(self, decision_id: _Optional[str] = ..., expert: _Optional[str] = ..., text: _Optional[str] = ..., done: _Optional[_Union[RouteResponse, _Mapping]] = ...) -> None: ...
+
 class RouteResponse(_message.Message):
     __slots__ = ("decision_id", "expert", "chosen_expert", "fallback", "answer", "propensity", "cost", "latency_s", "policy_version")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -39,6 +39,11 @@ class RouterStub:
                 request_serializer=proto_dot_router__pb2.RouteRequest.SerializeToString,
                 response_deserializer=proto_dot_router__pb2.RouteResponse.FromString,
                 _registered_method=True)
+        self.RouteStream = channel.unary_stream(
+                '/bandit_router.v1.Router/RouteStream',
+                request_serializer=proto_dot_router__pb2.RouteRequest.SerializeToString,
+                response_deserializer=proto_dot_router__pb2.RouteChunk.FromString,
+                _registered_method=True)
         self.Decide = channel.unary_unary(
                 '/bandit_router.v1.Router/Decide',
                 request_serializer=proto_dot_router__pb2.DecideRequest.SerializeToString,
@@ -61,6 +66,13 @@ class RouterServicer:
 
     def Route(self, request, context):
         """Choose an expert, dispatch the query to it over Kafka and return its answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RouteStream(self, request, context):
+        """Route, with the answer's pieces streamed as the expert writes them, then the RouteResponse.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -94,6 +106,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Route,
                     request_deserializer=proto_dot_router__pb2.RouteRequest.FromString,
                     response_serializer=proto_dot_router__pb2.RouteResponse.SerializeToString,
+            ),
+            'RouteStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.RouteStream,
+                    request_deserializer=proto_dot_router__pb2.RouteRequest.FromString,
+                    response_serializer=proto_dot_router__pb2.RouteChunk.SerializeToString,
             ),
             'Decide': grpc.unary_unary_rpc_method_handler(
                     servicer.Decide,
@@ -138,6 +155,33 @@ class Router:
             '/bandit_router.v1.Router/Route',
             proto_dot_router__pb2.RouteRequest.SerializeToString,
             proto_dot_router__pb2.RouteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RouteStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bandit_router.v1.Router/RouteStream',
+            proto_dot_router__pb2.RouteRequest.SerializeToString,
+            proto_dot_router__pb2.RouteChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,24 +3,25 @@ from __future__ import annotations
 
 import logging
 
-from common.redis_client import connect
 from grpc_health.v1 import health_pb2
 
+from bandit.context import context_dim
+from bandit.embedder import Embedder
+from bandit.policies import make_policy
 from common.catalog_watch import CatalogWatcher
 from common.claims import PartStore
 from common.experts import ExpertCatalog
 from common.kafka import ensure_topics, make_producer
 from common.lifecycle import stop_within
+from common.redis_client import connect
 from common.settings import RouterSettings
 from common.snapshots import SnapshotStore
 
-from bandit.context import context_dim
 from .core import RouterCore
-from bandit.embedder import Embedder
-from .live_policy import LivePolicy
-from bandit.policies import make_policy
-from .replies import ReplyListener
+from .dashboard import Board, DashboardFeed
 from .http_api import start_http
+from .live_policy import LivePolicy
+from .replies import ReplyListener
 from .server import SERVICE, start_grpc
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class RouterApp:
         self.watcher: CatalogWatcher | None = None
         self.port = 0
         self.http, self.http_task, self.http_port = None, None, None
+        self.feed: DashboardFeed | None = None
 
     async def start(self) -> "RouterApp":
         s = self.s
@@ -41,7 +43,8 @@ class RouterApp:
                                                   s.embed_batch_size, s.embed_max_wait_ms)
         await self.embedder.start()
         reply_topic = s.reply_topic(s.router_id)
-        topics = {t: s.topic_partitions for t in (s.decisions_topic, s.results_topic, s.ratings_topic)}
+        topics = {t: s.topic_partitions for t in (s.decisions_topic, s.results_topic, s.ratings_topic,
+                                                  s.rewards_topic, s.dead_letter_topic)}
         topics.update(self._expert_topics(self.catalog))
         topics[reply_topic] = 1
         await ensure_topics(s.kafka_bootstrap, topics)
@@ -57,7 +60,12 @@ class RouterApp:
                                PartStore(self.redis, s.redis_prefix, s.part_ttl_s))
         self.server, self.port, self.health = await start_grpc(self.core, s.host, s.port, s.max_message_bytes)
         if s.http_port is not None:
-            self.http, self.http_task, self.http_port = await start_http(self.core, s.host, s.http_port)
+            board = None
+            if s.dashboard:
+                board = Board(self._premium_name, s.dashboard_bucket_s, s.dashboard_window_s)
+                self.feed = DashboardFeed(s, board)
+                await self.feed.start()
+            self.http, self.http_task, self.http_port = await start_http(self.core, s.host, s.http_port, board)
         self.watcher = CatalogWatcher(s.experts_file, s.catalog_poll_s, self.apply_catalog) \
             if s.experts_file and s.catalog_poll_s else None
         if self.watcher:
@@ -65,6 +73,10 @@ class RouterApp:
         log.info("router %s serving on %s:%d (policy %s v%d)", s.router_id, s.host, self.port,
                  s.policy, self.live.version)
         return self
+
+    def _premium_name(self) -> str:
+        premium = self.core.catalog.premium
+        return premium.name if premium else ""
 
     def _expert_topics(self, catalog: ExpertCatalog) -> dict[str, int]:
         return {self.s.expert_topic(e): self.s.topic_partitions for e in catalog.names}
@@ -83,6 +95,8 @@ class RouterApp:
         if self.http:
             self.http.should_exit = True             # finishes requests in flight, then returns
             await stop_within(self.http_task, grace + 5, "http door")
+        if self.feed:
+            await stop_within(self.feed.stop(), 15, "dashboard feed")
         await self.server.stop(grace)
         await self.live.stop()
         await stop_within(self.replies.stop(), 15, "reply listener")

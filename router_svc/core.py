@@ -3,7 +3,9 @@
 Route: embed -> context -> policy choice -> decision event + expert request on Kafka ->
 await the expert's result on this replica's reply topic. When the chosen expert fails or
 does not answer within its share of the deadline, the router records the failure as the
-chosen expert's result (so the learner sees it) and asks the fallback expert.
+chosen expert's result (so the learner sees it) and asks the fallback expert. A streamed
+route passes the answer's pieces on as they arrive; once one has reached the caller the
+expert gets the whole deadline and there is no fallback (the caller has part of its answer).
 """
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import asyncio
 import logging
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import AsyncIterator, Callable
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
@@ -29,7 +33,7 @@ from . import metrics
 from bandit.context import FEATURE_VERSION, build_context
 from bandit.media_features import describe_media
 from bandit.embedder import Embedder, joint
-from .errors import DeadlineExceeded, ExpertUnavailable, NotReady
+from .errors import DeadlineExceeded, ExpertUnavailable, NotReady, Overloaded
 from .live_policy import LivePolicy
 from bandit.policies import Choice, Score
 from bandit.pacing import BudgetPacer
@@ -63,6 +67,7 @@ class RouterCore:
         self.live = live
         self.producer = producer
         self.replies = replies
+        self.in_flight, self.max_in_flight = 0, settings.max_in_flight
         self.pacer = BudgetPacer(settings.budget_per_query, settings.budget_step) \
             if settings.budget_per_query else None
         self.set_catalog(catalog)
@@ -77,8 +82,28 @@ class RouterCore:
             raise ValueError(f"fallback expert {fallback!r} is not configured")
         self.catalog, self.fallback = catalog, fallback
 
+    @contextmanager
+    def _admitted(self):
+        """Shed a request beyond max_in_flight at once (the caller retries elsewhere or later)
+        rather than queue it behind the embedder past its deadline."""
+        if self.max_in_flight and self.in_flight >= self.max_in_flight:
+            metrics.SHED.inc()
+            raise Overloaded(f"router at capacity: {self.in_flight} requests in flight (max_in_flight); "
+                             f"retry after {self.s.retry_after_s:g}s", self.s.retry_after_s)
+        self.in_flight += 1
+        metrics.IN_FLIGHT.set(self.in_flight)
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            metrics.IN_FLIGHT.set(self.in_flight)
+
     # -- decide -----------------------------------------------------------------
     async def decide(self, query: str, options, mode: int, parts=()) -> Decision:
+        with self._admitted():
+            return await self._decide(query, options, mode, parts)
+
+    async def _decide(self, query: str, options, mode: int, parts=()) -> Decision:
         check_query(query, self.s.max_query_chars, has_parts=bool(parts))
         media = check_content(parts, self.s.media_limits)
         modality, eligible = check_options(options, self.catalog, len(query), [p.modality for p in media])
@@ -120,13 +145,50 @@ class RouterCore:
                                                               _NO_SCORE).estimated_cost, 0.0))
 
     # -- route ------------------------------------------------------------------
-    async def route(self, query: str, options, timeout_s: float, parts=()) -> Routed:
+    async def route(self, query: str, options, timeout_s: float, parts=(),
+                    on_piece: Callable[[events_pb2.ExpertResult], None] | None = None) -> Routed:
+        """Decide, dispatch, wait, fall back. `on_piece`: stream the answer's pieces to it."""
+        with self._admitted():
+            return await self._route(query, options, timeout_s, parts, on_piece)
+
+    async def route_stream(self, query: str, options, timeout_s: float,
+                           parts=()) -> AsyncIterator[events_pb2.ExpertResult | Routed]:
+        """Route, yielding the answer's pieces (partial results) as they arrive and the Routed
+        last; raises the RoutingError where route would. A caller that stops listening does
+        not stop the route: its decision and result are still logged for the learner."""
+        pieces: asyncio.Queue = asyncio.Queue()
+        routing = asyncio.create_task(self.route(query, options, timeout_s, parts, on_piece=pieces.put_nowait))
+        while True:
+            while not pieces.empty():
+                yield pieces.get_nowait()
+            if routing.done():
+                break
+            getter = asyncio.create_task(pieces.get())
+            try:
+                await asyncio.wait({routing, getter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                got = getter.done() and not getter.cancelled()
+                if not got:
+                    getter.cancel()                 # an item it was about to take stays queued
+            if got:
+                yield getter.result()
+        yield routing.result()
+
+    async def _route(self, query: str, options, timeout_s: float, parts, on_piece) -> Routed:
         deadline = time.monotonic() + timeout_s
-        decision = await self.decide(query, options, events_pb2.DECISION_MODE_ROUTE, parts)
+        decision = await self._decide(query, options, events_pb2.DECISION_MODE_ROUTE, parts)
         did, chosen = decision.event.decision_id, decision.event.chosen_expert
+        began = False
+
+        def relay(piece: events_pb2.ExpertResult) -> None:
+            nonlocal began
+            began = True
+            on_piece(piece)
+
+        relay_to = relay if on_piece else None
         await self._store_parts(decision, deadline - time.monotonic())
         first_wait = (deadline - time.monotonic()) * (self.s.expert_timeout_share if self._has_fallback(decision) else 1.0)
-        result = await self._ask(decision, query, options, chosen, 0, first_wait, log_decision=True)
+        result = await self._ask(decision, query, options, chosen, 0, first_wait, deadline, relay_to, log_decision=True)
         if result is not None and result.ok:
             return self._served(decision, result)
         reason = "timeout" if result is None else "error"
@@ -135,13 +197,13 @@ class RouterCore:
                 request_id=f"{did}:0", decision_id=did, expert=chosen, attempt=0, ok=False,
                 error="no answer before the expert's deadline", ts_ms=now_ms(),
                 producer=f"router:{self.s.router_id}"), max(deadline - time.monotonic(), 1.0))   # bookkeeping: a second past it at most
-        if not self._has_fallback(decision):
+        if began or not self._has_fallback(decision):
+            why = "after its answer began streaming (no fallback then)" if began else "and no fallback expert is eligible"
             raise (DeadlineExceeded if result is None else ExpertUnavailable)(
-                f"expert {chosen!r} failed ({result.error if result else 'timeout'}) and no fallback "
-                f"expert is eligible; decision_id={did}", did)
+                f"expert {chosen!r} failed ({result.error if result else 'timeout'}) {why}; decision_id={did}", did)
         metrics.FALLBACKS.labels(chosen, reason).inc()
         log.info("decision %s: %s %s, falling back to %s", did, chosen, reason, self.fallback)
-        fb = await self._ask(decision, query, options, self.fallback, 1, deadline - time.monotonic())
+        fb = await self._ask(decision, query, options, self.fallback, 1, deadline - time.monotonic(), deadline, relay_to)
         if fb is None:
             raise DeadlineExceeded(f"neither {chosen!r} nor fallback {self.fallback!r} answered "
                                    f"before the deadline; decision_id={did}", did)
@@ -171,24 +233,35 @@ class RouterCore:
             and self.fallback in decision.eligible
 
     async def _ask(self, decision: Decision, query: str, options, expert: str, attempt: int,
-                   wait_s: float, log_decision: bool = False) -> events_pb2.ExpertResult | None:
-        """Dispatch to `expert` and wait for its result; None when nothing came within wait_s."""
+                   wait_s: float, deadline: float, on_piece=None,
+                   log_decision: bool = False) -> events_pb2.ExpertResult | None:
+        """Dispatch to `expert` and wait for its result; None when nothing came within wait_s
+        (or, once a streamed answer has begun, by the request's deadline)."""
         did = decision.event.decision_id
         wait_s = max(wait_s, 0.001)
         request = events_pb2.ExpertRequest(
             request_id=f"{did}:{attempt}", decision_id=did, expert=expert, attempt=attempt,
             fallback=attempt > 0, query=query, modality=decision.event.modality,
             metadata=dict(options.metadata), deadline_ms=now_ms() + int(wait_s * 1000),
-            reply_topic=self.s.reply_topic(self.s.router_id), parts=decision.event.parts)
-        fut = self.replies.expect(did, attempt)
+            reply_topic=self.s.reply_topic(self.s.router_id), parts=decision.event.parts,
+            stream=on_piece is not None)
+        pieces = 0
+
+        def count(piece: events_pb2.ExpertResult) -> None:
+            nonlocal pieces
+            pieces += 1
+            on_piece(piece)
+
+        fut = self.replies.expect(did, attempt, count if on_piece else None)
         try:
             sends = [self._send(self.s.expert_topic(expert), did, request, wait_s)]
             if log_decision:
                 sends.append(self._send(self.s.decisions_topic, did, decision.event, wait_s))
             await asyncio.gather(*sends)
-            return await asyncio.wait_for(fut, timeout=wait_s)
-        except asyncio.TimeoutError:
-            return None
+            done, _ = await asyncio.wait({fut}, timeout=wait_s)
+            if not done and pieces:      # the answer is under way: it may use the whole deadline
+                done, _ = await asyncio.wait({fut}, timeout=max(deadline - time.monotonic(), 0.001))
+            return fut.result() if done else None
         finally:
             self.replies.forget(did, attempt)
 

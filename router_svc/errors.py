@@ -6,6 +6,7 @@ import grpc
 
 class RoutingError(Exception):
     code = grpc.StatusCode.INTERNAL
+    retry_after_s: float | None = None       # set where trying again later is the remedy
 
     def __init__(self, message: str, decision_id: str = ""):
         super().__init__(message)
@@ -26,3 +27,12 @@ class DeadlineExceeded(RoutingError):
 
 class NotReady(RoutingError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class Overloaded(RoutingError):
+    """More requests in flight than this replica takes (BR_MAX_IN_FLIGHT): shed, not queued."""
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

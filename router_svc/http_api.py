@@ -2,14 +2,17 @@
 
 `POST /v1/chat/completions` routes a chat (model `bandit-router`, or
 `bandit-router:<cost_weight>`, or an expert's name to bypass routing), `GET /v1/models`,
-`POST /v1/feedback` (decision id, quality, cost), `GET /healthz`. Routing options ride in
+`POST /v1/feedback` (decision id, quality, cost), `GET /healthz`, and the live dashboard
+at `/dashboard/` (dashboard.py) when a board is given. Routing options ride in
 the request body's extra fields (`tenant`, `cost_weight`, `allowed_experts`, `max_cost`,
 `max_latency_s`, `hints`, `metadata`); images come as OpenAI content parts (`image_url`
 data URIs). The answer is OpenAI-shaped, with `usage`, the `cost`, the decision id as
 `id` and in `x-decision-id`, and the answering expert in `x-routed-expert`. Errors are
-OpenAI-shaped too: 400 naming the field, 404 for an unknown model, 503 when the event log
-is down, 504 past the deadline. `stream: true` answers in server-sent events in the
-OpenAI chunk format (today the answer arrives as one content chunk once the expert is done).
+OpenAI-shaped too: 400 naming the field, 404 for an unknown model, 429 with Retry-After
+when the replica is at capacity, 503 when the event log is down, 504 past the deadline. `stream: true` answers in server-sent events in the
+OpenAI chunk format, the expert's pieces passed on as they reach the router (time to first
+token is the expert's); an error before the first piece is an ordinary HTTP error, one
+after it an `error` event in the stream.
 """
 from __future__ import annotations
 
@@ -20,19 +23,23 @@ import json
 import logging
 import math
 import time
+from pathlib import Path
 
 import grpc
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from proto import router_pb2
 
 from .core import RouterCore, Routed
+from .dashboard import Board
 from .errors import InvalidRequest, RoutingError
 
 log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
 ROUTER_MODEL = "bandit-router"
 STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404,
           grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.UNAVAILABLE: 503,
@@ -168,6 +175,22 @@ def completion(routed: Routed, created: int) -> dict:
                               "policy_version": ev.policy_version}}
 
 
+def remainder(answer: str, streamed: str, decision_id: str) -> str:
+    """What the final answer adds to what was streamed: all of it from a backend that does
+    not stream, the tail after a piece that went missing."""
+    if answer.startswith(streamed):
+        return answer[len(streamed):]
+    log.warning("decision %s: streamed text differs from the final answer", decision_id)
+    return ""
+
+
+def routing_error(exc: RoutingError) -> JSONResponse:
+    headers = {"x-decision-id": exc.decision_id} if exc.decision_id else {}
+    if exc.retry_after_s:
+        headers["retry-after"] = str(math.ceil(exc.retry_after_s))
+    return error_response(STATUS.get(exc.code, 500), str(exc), headers=headers or None)
+
+
 def routed_headers(routed: Routed) -> dict[str, str]:
     return {"x-decision-id": routed.decision.event.decision_id, "x-routed-expert": routed.result.expert}
 
@@ -177,14 +200,22 @@ def sse(events) -> bytes:
 
 
 class HTTPDoor:
-    def __init__(self, core: RouterCore):
-        self.core = core
-        self.app = Starlette(routes=[
+    def __init__(self, core: RouterCore, board: Board | None = None):
+        self.core, self.board = core, board
+        routes = [
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/v1/feedback", self.feedback, methods=["POST"]),
             Route("/healthz", self.health, methods=["GET"]),
-        ], exception_handlers={404: self.not_found, 405: self.not_allowed})
+        ]
+        if board is not None:
+            routes += [
+                Route("/dashboard", lambda request: RedirectResponse("/dashboard/"), methods=["GET"]),
+                Route("/dashboard/", lambda request: FileResponse(STATIC / "dashboard.html"), methods=["GET"]),
+                Route("/dashboard/data", self.dashboard_data, methods=["GET"]),
+                Mount("/dashboard/static", StaticFiles(directory=STATIC), name="static"),
+            ]
+        self.app = Starlette(routes=routes, exception_handlers={404: self.not_found, 405: self.not_allowed})
 
     async def not_found(self, request: Request, exc) -> JSONResponse:
         return error_response(404, f"no route {request.url.path}", code="not_found")
@@ -208,26 +239,51 @@ class HTTPDoor:
             query, parts = parse_messages(body.get("messages"))
             opts = route_options(body, weight, only)
             timeout_s = self.core.s.default_timeout_ms / 1000.0
+            if body.get("stream"):
+                return await self._stream(query, opts, timeout_s, parts)
             routed = await self.core.route(query, opts, timeout_s, parts)
         except HTTPError as exc:
             return error_response(exc.status, str(exc), exc.param, exc.code)
         except RoutingError as exc:
-            headers = {"x-decision-id": exc.decision_id} if exc.decision_id else None
-            return error_response(STATUS.get(exc.code, 500), str(exc), headers=headers)
+            return routing_error(exc)
+        return JSONResponse(completion(routed, int(time.time())), headers=routed_headers(routed))
+
+    async def _stream(self, query: str, opts, timeout_s: float, parts) -> Response:
+        """Answer once the first piece (or the whole answer, or an error) is in, then pass
+        the rest on as it comes."""
+        items = self.core.route_stream(query, opts, timeout_s, parts)
+        head = await anext(items)                 # a RoutingError here is an ordinary HTTP error
+        if isinstance(head, Routed):
+            did, expert = head.decision.event.decision_id, head.result.expert
+        else:
+            did, expert = head.decision_id, head.expert
         created = int(time.time())
-        body_out = completion(routed, created)
-        if not body.get("stream"):
-            return JSONResponse(body_out, headers=routed_headers(routed))
-        base = {"id": body_out["id"], "object": "chat.completion.chunk", "created": created, "model": body_out["model"]}
-        chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
-                  {**base, "choices": [{"index": 0, "delta": {"content": routed.result.answer}}]},
-                  {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                   "usage": body_out["usage"], "cost": body_out["cost"]}]
+        base = {"id": did, "object": "chat.completion.chunk", "created": created, "model": expert}
 
-        async def stream():
-            yield sse(chunks) + b"data: [DONE]\n\n"
+        def chunk(delta: dict, **extra) -> bytes:
+            return sse([{**base, "choices": [{"index": 0, "delta": delta, **extra.pop("choice", {})}], **extra}])
 
-        return StreamingResponse(stream(), media_type="text/event-stream", headers=routed_headers(routed))
+        async def events():
+            yield chunk({"role": "assistant", "content": ""})
+            sent, item = [], head
+            try:
+                while not isinstance(item, Routed):
+                    sent.append(item.answer)
+                    yield chunk({"content": item.answer})
+                    item = await anext(items)
+            except RoutingError as exc:
+                yield sse([{"error": {"message": str(exc), "type": "server_error", "param": None,
+                                      "code": exc.code.name.lower()}}]) + b"data: [DONE]\n\n"
+                return
+            rest = remainder(item.result.answer, "".join(sent), did)
+            if rest:
+                yield chunk({"content": rest})
+            done = completion(item, created)
+            yield chunk({}, choice={"finish_reason": "stop"}, usage=done["usage"], cost=done["cost"]) \
+                + b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"x-decision-id": did, "x-routed-expert": expert})
 
     async def models(self, request: Request) -> JSONResponse:
         data = [{"id": ROUTER_MODEL, "object": "model", "created": 0, "owned_by": "bandit-router"}]
@@ -251,19 +307,22 @@ class HTTPDoor:
         except InvalidRequest as exc:
             return error_response(400, str(exc))
         except RoutingError as exc:
-            return error_response(STATUS.get(exc.code, 500), str(exc))
+            return routing_error(exc)
         return JSONResponse({"rating_id": rating_id, "decision_id": did})
+
+    async def dashboard_data(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.board.snapshot(), headers={"cache-control": "no-store"})
 
     async def health(self, request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "policy": self.core.live.policy.name,
                              "policy_version": self.core.live.version})
 
 
-async def start_http(core: RouterCore, host: str, port: int):
+async def start_http(core: RouterCore, host: str, port: int, board: Board | None = None):
     """Serve the door with uvicorn in this event loop; returns (server, task, bound port)."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(HTTPDoor(core).app, host=host, port=port, log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(HTTPDoor(core, board).app, host=host, port=port, log_level="warning",
                                            lifespan="off"))
     task = asyncio.create_task(server.serve(), name="http-door")
     while not server.started:

@@ -9,3 +9,5 @@ BAD_REPLIES = Counter("router_bad_replies_total", "Undecodable replies")
 POLICY_VERSION = Gauge("router_policy_version", "Snapshot version the router serves")
 LATENCY = Histogram("router_route_seconds", "End-to-end Route latency",
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+SHED = Counter("router_shed_total", "Requests refused at capacity (RESOURCE_EXHAUSTED / 429)")
+IN_FLIGHT = Gauge("router_in_flight", "Route and Decide calls in progress")

@@ -3,7 +3,9 @@
 Each router replica owns `router.replies.<router_id>` (one partition, no consumer group)
 and reads it from the end. A result is delivered to the request waiting for its
 (decision_id, attempt); duplicates and late results find nobody waiting and are dropped,
-so every request gets exactly one answer.
+so every request gets exactly one answer. A streamed answer's pieces (partial results)
+go to the request's `on_piece` callback in order, once each, and stop at a gap (the
+final result carries the whole answer).
 """
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ import logging
 
 from aiokafka import TopicPartition
 
+from typing import Callable
+
 from common.codec import BadEvent, decode
-from common.kafka import make_consumer
+from common.kafka import make_consumer, poll_forever
 from common.lifecycle import cancel_task
 from proto import events_pb2
 
@@ -27,6 +31,7 @@ class ReplyListener:
         self.topic = topic
         self._consumer = make_consumer(bootstrap, group_id=None, auto_offset_reset="latest")
         self._waiting: dict[tuple[str, int], asyncio.Future] = {}
+        self._pieces: dict[tuple[str, int], tuple[Callable, list[int]]] = {}
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -41,27 +46,25 @@ class ReplyListener:
         await cancel_task(self._task)
         await self._consumer.stop()
 
-    def expect(self, decision_id: str, attempt: int) -> asyncio.Future:
+    def expect(self, decision_id: str, attempt: int,
+               on_piece: Callable[[events_pb2.ExpertResult], None] | None = None) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         self._waiting[(decision_id, attempt)] = fut
+        if on_piece is not None:
+            self._pieces[(decision_id, attempt)] = (on_piece, [0])
         return fut
 
     def forget(self, decision_id: str, attempt: int) -> None:
         self._waiting.pop((decision_id, attempt), None)
+        self._pieces.pop((decision_id, attempt), None)
 
     async def _run(self) -> None:
-        while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=500, max_records=500)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:   # broker restart: aiokafka reconnects on the next call
-                log.warning("reply listener: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            for records in batches.values():
-                for rec in records:
-                    self._deliver(rec.value)
+        await poll_forever(self._consumer, self._batch, "reply listener")
+
+    def _batch(self, batches: dict) -> None:
+        for records in batches.values():
+            for rec in records:
+                self._deliver(rec.value)
 
     def _deliver(self, payload: bytes) -> None:
         try:
@@ -70,7 +73,19 @@ class ReplyListener:
             metrics.BAD_REPLIES.inc()
             log.warning("undecodable reply dropped: %s", exc)
             return
-        fut = self._waiting.pop((result.decision_id, result.attempt), None)
+        key = (result.decision_id, result.attempt)
+        if result.partial:
+            listener = self._pieces.get(key)
+            if listener is not None:
+                last = listener[1]
+                if result.seq == last[0] + 1:
+                    last[0] = result.seq
+                    listener[0](result)
+                elif result.seq > last[0] + 1:   # a piece went missing: the final answer fills in the rest
+                    last[0] = 2**31
+            return
+        self._pieces.pop(key, None)
+        fut = self._waiting.pop(key, None)
         if fut is None or fut.done():
             metrics.LATE_REPLIES.inc()
             return

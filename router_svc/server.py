@@ -14,32 +14,56 @@ from grpc_reflection.v1alpha import reflection
 from proto import events_pb2, router_pb2, router_pb2_grpc
 
 from . import metrics
-from .core import RouterCore
+from .core import RouterCore, Routed
 from .errors import RoutingError
+from .validation import check_timeout_ms
 
 log = logging.getLogger(__name__)
 SERVICE = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
 
 
+async def _abort(method: str, exc: Exception, context: grpc.aio.ServicerContext):
+    """A RoutingError as its status (with the decision id and retry-after as trailers);
+    anything else as INTERNAL, logged."""
+    if not isinstance(exc, RoutingError):
+        metrics.REQUESTS.labels(method, "INTERNAL").inc()
+        log.error("%s failed", method, exc_info=exc)
+        await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed; see router logs")
+    metrics.REQUESTS.labels(method, exc.code.name).inc()
+    trailers = ((("decision-id", exc.decision_id),) if exc.decision_id else ()) + \
+        ((("retry-after-ms", str(int(exc.retry_after_s * 1000))),) if exc.retry_after_s else ())
+    if trailers:
+        context.set_trailing_metadata(trailers)
+    await context.abort(exc.code, str(exc))
+
+
 def _handled(method: str):
-    """Map RoutingError to its status; count every call by outcome."""
+    """Map errors to their status; count every call by outcome."""
     def wrap(fn):
         async def call(self, request, context: grpc.aio.ServicerContext):
             try:
                 reply = await fn(self, request, context)
-            except RoutingError as exc:
-                metrics.REQUESTS.labels(method, exc.code.name).inc()
-                if exc.decision_id:
-                    context.set_trailing_metadata((("decision-id", exc.decision_id),))
-                await context.abort(exc.code, str(exc))
-            except Exception:
-                metrics.REQUESTS.labels(method, "INTERNAL").inc()
-                log.exception("%s failed", method)
-                await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed; see router logs")
+            except Exception as exc:
+                await _abort(method, exc, context)
             metrics.REQUESTS.labels(method, "OK").inc()
             return reply
         return call
     return wrap
+
+
+def _route_timeout(core: RouterCore, request, context) -> float:
+    """The request's timeout_ms (or the default), and never past the client's own deadline."""
+    timeout_s = check_timeout_ms(request.timeout_ms, core.s.default_timeout_ms, core.s.max_timeout_ms)
+    remaining = context.time_remaining()
+    return timeout_s if remaining is None else min(timeout_s, remaining)
+
+
+def _route_response(routed) -> router_pb2.RouteResponse:
+    ev, res = routed.decision.event, routed.result
+    return router_pb2.RouteResponse(
+        decision_id=ev.decision_id, expert=res.expert, chosen_expert=ev.chosen_expert,
+        fallback=res.fallback, answer=res.answer, propensity=ev.propensity, cost=res.cost,
+        latency_s=res.latency_s, policy_version=ev.policy_version)
 
 
 class RouterServicer(router_pb2_grpc.RouterServicer):
@@ -49,17 +73,28 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     @_handled("Route")
     async def Route(self, request, context):
         started = time.monotonic()
-        timeout_s = (request.timeout_ms or self.core.s.default_timeout_ms) / 1000.0
-        remaining = context.time_remaining()
-        if remaining is not None:
-            timeout_s = min(timeout_s, remaining)
-        routed = await self.core.route(request.query, request.options, timeout_s, request.parts)
+        routed = await self.core.route(request.query, request.options, _route_timeout(self.core, request, context),
+                                       request.parts)
         metrics.LATENCY.observe(time.monotonic() - started)
-        ev, res = routed.decision.event, routed.result
-        return router_pb2.RouteResponse(
-            decision_id=ev.decision_id, expert=res.expert, chosen_expert=ev.chosen_expert,
-            fallback=res.fallback, answer=res.answer, propensity=ev.propensity, cost=res.cost,
-            latency_s=res.latency_s, policy_version=ev.policy_version)
+        return _route_response(routed)
+
+    async def RouteStream(self, request, context):
+        """The answer's pieces as RouteChunks as they arrive, the RouteResponse last. An error
+        before the first piece is the call's status, as for Route; once pieces have gone out
+        there is no fallback (see RouterCore), and an error ends the stream with its status."""
+        started = time.monotonic()
+        try:
+            async for item in self.core.route_stream(request.query, request.options,
+                                                     _route_timeout(self.core, request, context), request.parts):
+                if isinstance(item, Routed):
+                    metrics.LATENCY.observe(time.monotonic() - started)
+                    yield router_pb2.RouteChunk(decision_id=item.decision.event.decision_id,
+                                                expert=item.result.expert, done=_route_response(item))
+                else:
+                    yield router_pb2.RouteChunk(decision_id=item.decision_id, expert=item.expert, text=item.answer)
+        except Exception as exc:
+            await _abort("RouteStream", exc, context)
+        metrics.REQUESTS.labels("RouteStream", "OK").inc()
 
     @_handled("Decide")
     async def Decide(self, request, context):

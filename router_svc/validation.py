@@ -26,6 +26,17 @@ def check_query(query: str, max_chars: int, has_parts: bool = False) -> None:
         raise InvalidRequest(f"query has {len(query)} characters, the limit is {max_chars}")
 
 
+def check_timeout_ms(timeout_ms: int, default_ms: int, max_ms: int) -> float:
+    """The request's timeout in seconds (0 = the default); a negative or absurd one is the
+    caller's mistake, not the router's."""
+    if timeout_ms == 0:
+        return default_ms / 1000.0
+    if not 0 < timeout_ms <= max_ms:
+        raise InvalidRequest(f"timeout_ms must be between 1 and {max_ms} (0 = the default, {default_ms}); "
+                             f"got {timeout_ms}")
+    return timeout_ms / 1000.0
+
+
 def check_options(options, catalog: ExpertCatalog, query_chars: int = 0,
                   part_modalities: list[str] | None = None) -> tuple[str, list[str]]:
     """Returns (modality, eligible experts) or raises InvalidRequest naming the bad field.

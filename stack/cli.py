@@ -2,7 +2,7 @@
 
 Starts Kafka and Redis (unless BR_KAFKA_BOOTSTRAP / BR_REDIS_URL point elsewhere), the
 feedback app, a worker process and a router on --port (gRPC) and --http-port (the
-OpenAI-compatible door), with the experts of --experts
+OpenAI-compatible door and the live dashboard), with the experts of --experts
 (a TOML catalog) or, by default, a replay expert per model of the bundled data set.
 """
 from __future__ import annotations
@@ -28,8 +28,9 @@ def main(argv=None) -> None:
     p.add_argument("--experts", type=Path, help="expert catalog (TOML); default: replay the bundled data set")
     p.add_argument("--data", type=Path, default=BUNDLED,
                    help="routing data set whose models become replay experts (default: the bundled one)")
-    p.add_argument("--port", type=int, default=50051, help="the router's gRPC port")
-    p.add_argument("--http-port", type=int, default=8080, help="the router's OpenAI-compatible HTTP port")
+    p.add_argument("--port", type=int, default=50051, help="the router's gRPC port (0: any free one)")
+    p.add_argument("--http-port", type=int, default=8080,
+                   help="the router's HTTP port: OpenAI-compatible door and dashboard (0: any free one)")
     p.add_argument("--dir", type=Path, default=Path("stack-data"), help="data and logs (kept between runs)")
     args = p.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -45,8 +46,9 @@ def main(argv=None) -> None:
             for proc in procs:
                 proc.wait_ready()
             http = f"http://127.0.0.1:{procs[-1].field('http')}"
-            print(f"\nrouter: 127.0.0.1:{args.port} (gRPC, reflection on)\n"
-                  f"http:   {http}/v1 (OpenAI-compatible: base_url for any OpenAI SDK)\nkafka:  {stack.kafka_bootstrap}\n"
+            print(f"\nrouter: 127.0.0.1:{procs[-1].field('port')} (gRPC, reflection on)\n"
+                  f"http:   {http}/v1 (OpenAI-compatible: base_url for any OpenAI SDK)\n"
+                  f"dashboard: {http}/dashboard/\nkafka:  {stack.kafka_bootstrap}\n"
                   f"redis:  {stack.redis_url}\nlogs:   {args.dir / 'logs'}\nCtrl-C stops everything.", flush=True)
             asyncio.run(wait_for_signal())
         finally:

@@ -156,8 +156,9 @@ def main(argv=None) -> None:
                 p.spawn()
             for p in procs:
                 p.wait_ready()
+            http = f"http://127.0.0.1:{procs[-1].field('http')}"
             print(f"services up ({time.monotonic() - t0:.1f}s); router gRPC port {procs[-1].field('port')}, "
-                  f"OpenAI-compatible http://127.0.0.1:{procs[-1].field('http')}/v1; routing...", flush=True)
+                  f"OpenAI-compatible {http}/v1, dashboard {http}/dashboard/; routing...", flush=True)
             record = asyncio.run(drive(args, rows, dataset, int(procs[-1].field("port")), cost_weight))
         finally:
             for p in reversed(procs):

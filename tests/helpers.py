@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import socket
+import subprocess
 import time
+import urllib.parse
 import urllib.request
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -109,3 +115,57 @@ def running(procs: dict, ready_s: float = 180.0, tail: int = 4000):
             p.stop()
         for name, p in procs.items():
             print(f"----- {name} log (tail) -----\n{p.log_tail(tail)}")
+
+
+@contextmanager
+def prometheus(jobs: dict[str, list[int]], data_dir: Path):
+    """A real Prometheus (Debian's, installed by run.sh) scraping 127.0.0.1:<port>/metrics
+    for each job's ports every second; yields its base URL."""
+    binary = shutil.which("prometheus")
+    assert binary, "Debian's prometheus is not installed (./run.sh test installs it)"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = data_dir / "prometheus.yml"
+    config.write_text(json.dumps({"global": {"scrape_interval": "1s"}, "scrape_configs": [
+        {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports]}]}
+        for job, ports in jobs.items()]}))            # JSON is YAML
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                            stderr=open(data_dir / "prometheus.log", "wb"))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+async def prometheus_api(base: str, path: str, **params) -> dict | None:
+    """GET a Prometheus HTTP API path; its `data`, or None while the server is not up yet."""
+    url = f"{base}/api/v1/{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
+
+    def fetch():
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                return json.loads(resp.read())["data"]
+        except OSError:
+            return None
+
+    return await asyncio.to_thread(fetch)
+
+
+@asynccontextmanager
+async def serve(app):
+    """Serve an aiohttp application on a free loopback port (the stand-ins of paid APIs);
+    yields its base URL."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    finally:
+        await runner.cleanup()

@@ -7,11 +7,14 @@ topic named in the request. A redelivered request is not sent to the expert agai
 answer ledger (Redis, shared by all workers, see ledger.py) re-sends the stored result, or
 leaves a request another worker is answering to it. Requests whose deadline has passed are
 not sent to the expert (nobody waits), and malformed requests are dead-lettered.
+A request marked `stream` gets its answer's pieces on the reply topic as the expert writes
+them (partial results, at most one per stream_flush_ms), then the final result as always.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import time
 from collections import OrderedDict
@@ -29,7 +32,7 @@ from common.settings import WorkerSettings
 from proto import events_pb2
 
 from . import metrics
-from .backends import BackendError, ExpertBackend, make_backend
+from .backends import Answer, BackendError, ExpertBackend, make_backend
 from .ledger import AnswerLedger
 
 log = logging.getLogger(__name__)
@@ -156,7 +159,11 @@ class ExpertPool:
             attempt=req.attempt, fallback=req.fallback, producer=self.producer_id)
         started = time.monotonic()
         try:
-            ans = await self.backend.answer(req, await self._parts(req))
+            parts = await self._parts(req)
+            if req.stream and req.reply_topic:
+                ans = await self._stream(req, parts, result)
+            else:
+                ans = await self.backend.answer(req, parts)
             result.ok, result.answer, result.cost = True, ans.text, ans.cost
             result.input_tokens, result.output_tokens = ans.input_tokens, ans.output_tokens
         except BackendError as exc:
@@ -170,3 +177,39 @@ class ExpertPool:
         metrics.CALL_SECONDS.labels(self.expert.name).observe(result.latency_s)
         metrics.COST.labels(self.expert.name).inc(result.cost)
         return result
+
+    async def _stream(self, req: events_pb2.ExpertRequest, parts: list[Part],
+                      head: events_pb2.ExpertResult) -> Answer:
+        """Forward the backend's pieces to the waiting router, coalesced to one message per
+        stream_flush_ms; the first goes at once (time to first token is the expert's)."""
+        key, flush_s = req.decision_id.encode(), self.s.stream_flush_ms / 1000.0
+        pending, seq, last_sent, live = [], 0, -math.inf, True
+        answer = None
+
+        async def send() -> None:
+            nonlocal seq, last_sent, live
+            seq += 1
+            piece = events_pb2.ExpertResult()
+            piece.CopyFrom(head)
+            piece.partial, piece.seq, piece.answer, piece.ts_ms = True, seq, "".join(pending), now_ms()
+            pending.clear()
+            last_sent = time.monotonic()
+            try:   # queued, not awaited: pieces keep their order on the partition
+                await self.producer.send(req.reply_topic, piece.SerializeToString(), key=key)
+            except KafkaError as exc:   # the final result still carries the whole answer
+                log.warning("%s: streaming %s stopped: %s", self.expert.name, req.request_id, exc)
+                live = False
+
+        async for piece in self.backend.stream(req, parts):
+            if isinstance(piece, Answer):
+                answer = piece
+            elif piece:
+                pending.append(piece)
+                if live and time.monotonic() - last_sent >= flush_s:
+                    await send()
+        if pending and live:
+            await send()
+        if answer is None:
+            raise BackendError("the expert's stream ended without an answer")
+        metrics.STREAMED.labels(self.expert.name).inc(seq)
+        return answer

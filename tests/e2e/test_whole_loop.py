@@ -21,7 +21,7 @@ from proto import events_pb2, router_pb2, router_pb2_grpc
 from common.dataset import RoutingDataset
 from stack.experts_file import write_catalog
 from stack.local import ServiceProcess
-from tests.helpers import eventually, read_topic, running, scrape
+from tests.helpers import eventually, prometheus, prometheus_api, read_topic, running, scrape
 
 TRAIN_EACH = 150
 
@@ -42,7 +42,7 @@ def services(stack, prefix, two_kind_data, tmp_path):
         yield procs, env
 
 
-async def test_router_learns_which_expert_fits_each_kind(services, stack, prefix, two_kind_data):
+async def test_router_learns_which_expert_fits_each_kind(services, stack, prefix, two_kind_data, tmp_path):
     procs, _ = services
     rows = RoutingDataset.load(two_kind_data).rows
     by_kind = {k: [r for r in rows if r.task == k] for k in ("math", "trivia")}
@@ -136,4 +136,21 @@ async def test_router_learns_which_expert_fits_each_kind(services, stack, prefix
     assert await scrape(feedback_m, "feedback_snapshot_version") == await store.current_version()
     await r.aclose()
     assert await scrape(feedback_m, "feedback_dead_letters_total") >= 4
+
+    # A real Prometheus scrapes every process (as compose/prometheus.yml does in compose).
+    ports = {n: int(procs[n].field("metrics")) for n in procs}
+    with prometheus({"router": [ports["router_a"], ports["router_b"]], "worker": [ports["worker"]],
+                     "feedback": [ports["feedback"]]}, tmp_path / "prometheus") as prom:
+        async def all_up():
+            targets = await prometheus_api(prom, "targets")
+            return targets and len(targets["activeTargets"]) == 4 \
+                and all(t["health"] == "up" for t in targets["activeTargets"])
+
+        await eventually(all_up, timeout=60, interval=0.5)
+
+        async def decisions():
+            data = await prometheus_api(prom, "query", query="sum(router_decisions_total)")
+            return data and data["result"] and float(data["result"][0]["value"][1])
+
+        assert await eventually(decisions, timeout=30, interval=0.5) >= len(train)
     assert all(p.proc.poll() is None for p in procs.values()), "a service died"

@@ -18,7 +18,7 @@ from common.settings import WorkerSettings
 from proto import events_pb2
 from simulations.media_render import pdf, shapes_image
 from stack.experts_file import write_catalog
-from tests.helpers import eventually, read_topic
+from tests.helpers import eventually, read_topic, serve
 from workers import metrics
 from workers.main import WorkerApp
 
@@ -63,13 +63,8 @@ async def chat_server():
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/v1", seen
-    await runner.cleanup()
+    async with serve(app) as url:
+        yield f"{url}/v1", seen
 
 
 async def test_openai_backend_answers_prices_and_reports_errors(stack, prefix, chat_server, tmp_path):

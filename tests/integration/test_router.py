@@ -1,6 +1,8 @@
 """The router over gRPC with real Kafka, Redis and worker pools (in this process)."""
 from __future__ import annotations
 
+import asyncio
+
 import re
 import uuid
 
@@ -17,7 +19,7 @@ from common.settings import RouterSettings, WorkerSettings
 from proto import events_pb2, router_pb2, router_pb2_grpc
 from router_svc.app import RouterApp
 from stack.experts_file import write_catalog
-from tests.helpers import bounded, read_topic
+from tests.helpers import bounded, eventually, read_topic
 from workers.main import WorkerApp
 
 
@@ -93,6 +95,8 @@ BIG = "x" * 40_000
     (route("hi", max_cost=-1.0), "max_cost must be a finite number >= 0"),
     (route("hi", max_latency_s=float("inf")), "max_latency_s must be a finite number >= 0"),
     (route("hi", allowed_experts=["mathbot"], max_cost=0.005), "no eligible expert meets options.max_cost"),
+    (router_pb2.RouteRequest(query="hi", timeout_ms=-5), r"timeout_ms must be between 1 and 300000 .*got -5"),
+    (router_pb2.RouteRequest(query="hi", timeout_ms=2_000_000_000), "timeout_ms must be between 1 and 300000"),
 ])
 async def test_bad_route_requests_are_invalid_argument(routed, request_, message):
     _, stub, _ = routed
@@ -164,6 +168,26 @@ async def test_silent_expert_times_out_to_the_fallback(routed, stack, prompts):
                                decode=lambda v: decode(v, events_pb2.ExpertResult))
     timeout = next(m for m in results if m.decision_id == resp.decision_id and m.attempt == 0)
     assert not timeout.ok and "deadline" in timeout.error and timeout.producer.startswith("router:")
+
+
+async def test_at_capacity_route_and_decide_are_resource_exhausted_with_retry_after(routed, prompts):
+    router, stub, _ = routed
+    router.core.max_in_flight = 1
+    try:
+        held = asyncio.ensure_future(stub.Route(router_pb2.RouteRequest(   # silent: holds the slot 1.5 s
+            query=prompts["math"][0], timeout_ms=1500, options=router_pb2.RouteOptions(allowed_experts=["silent"]))))
+        await eventually(lambda: router.core.in_flight == 1, timeout=10, interval=0.02)
+        for call in (stub.Route(route(prompts["math"][1])), stub.Decide(router_pb2.DecideRequest(query="hi"))):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "at capacity" in err.value.details()
+            assert dict(err.value.trailing_metadata())["retry-after-ms"] == "1000"
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await held
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        router.core.max_in_flight = router.core.s.max_in_flight
+    assert router.core.in_flight == 0
 
 
 async def test_only_expert_failing_is_unavailable_with_the_decision_id(routed, prompts):

@@ -1,6 +1,7 @@
 """Configuration: the catalogs we ship load, settings come from the environment, bad config is named."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,17 @@ def test_compose_files_parse():
     catalog = ExpertCatalog.from_file(ROOT / "compose" / "experts.toml")
     assert catalog.premium.name == "llama-3.1-nemotron-51b-instruct"
     compose = yaml.safe_load((ROOT / "compose" / "docker-compose.yml").read_text())
-    assert {"kafka", "redis", "router", "worker", "feedback"} <= set(compose["services"])
+    assert {"kafka", "redis", "router", "worker", "feedback", "prometheus"} <= set(compose["services"])
+    assert "8080:8080" in compose["services"]["router"]["ports"]
+
+
+def test_compose_prometheus_scrapes_every_service():
+    """Checked by Debian's promtool (installed by run.sh with prometheus)."""
+    path = ROOT / "compose" / "prometheus.yml"
+    check = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    jobs = {j["job_name"]: j["dns_sd_configs"][0]["names"] for j in yaml.safe_load(path.read_text())["scrape_configs"]}
+    assert jobs == {"router": ["router"], "worker": ["worker"], "feedback": ["feedback"]}
 
 
 def test_settings_come_from_environment(monkeypatch):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Sequence
+from typing import AsyncIterator, Sequence
 
 from common.experts import ExpertConfig
 from common.media import Part
@@ -46,6 +46,12 @@ class ExpertBackend(ABC):
     async def answer(self, request: events_pb2.ExpertRequest, parts: Sequence[Part] = ()) -> Answer:
         """`parts`: the request's images, documents and audio, read back from the claim check."""
 
+    async def stream(self, request: events_pb2.ExpertRequest,
+                     parts: Sequence[Part] = ()) -> AsyncIterator[str | Answer]:
+        """The answer's text in pieces as the expert writes them, then the whole Answer last.
+        A backend whose expert cannot stream keeps this: one piece, the whole answer."""
+        yield await self.answer(request, parts)
+
 
 BACKENDS: dict[str, type[ExpertBackend]] = {}
 
@@ -85,6 +91,16 @@ class TextStage:
         del asked.parts[:]                    # stage 1 has read them; the text stage gets words
         asked.query = query
         return await self.backend.answer(asked)
+
+
+async def collect(pieces: AsyncIterator[str | Answer]) -> Answer:
+    """The Answer at the end of a stream (for backends that implement stream() only)."""
+    answer = None
+    async for piece in pieces:
+        answer = piece
+    if not isinstance(answer, Answer):
+        raise BackendError("the expert's stream ended without an answer")
+    return answer
 
 
 def estimate_tokens(text: str) -> int:

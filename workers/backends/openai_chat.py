@@ -41,21 +41,44 @@ class OpenAIChatBackend(ExpertBackend):
     async def close(self) -> None:
         await self.client.close()
 
-    async def answer(self, request: events_pb2.ExpertRequest, parts=()) -> Answer:
+    def _messages(self, request: events_pb2.ExpertRequest, parts) -> list[dict]:
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         messages.append({"role": "user", "content": user_content(request.query, parts)})
+        return messages
+
+    def _answer(self, request: events_pb2.ExpertRequest, text: str, usage) -> Answer:
+        tin = usage.prompt_tokens if usage else estimate_tokens(request.query)
+        tout = usage.completion_tokens if usage else estimate_tokens(text)
+        return Answer(text, tin, tout, self.expert.price(tin, tout))
+
+    async def answer(self, request: events_pb2.ExpertRequest, parts=()) -> Answer:
         try:
             resp = await self.client.chat.completions.create(
-                model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=self.temperature)
+                model=self.model, messages=self._messages(request, parts), max_tokens=self.max_tokens,
+                temperature=self.temperature)
         except openai.OpenAIError as exc:
             raise BackendError(f"{type(exc).__name__}: {exc}") from exc
         if not resp.choices:
             raise BackendError("endpoint returned no choices")
-        text = resp.choices[0].message.content or ""
-        usage = resp.usage
-        tin = usage.prompt_tokens if usage else estimate_tokens(request.query)
-        tout = usage.completion_tokens if usage else estimate_tokens(text)
-        return Answer(text, tin, tout, self.expert.price(tin, tout))
+        return self._answer(request, resp.choices[0].message.content or "", resp.usage)
+
+    async def stream(self, request: events_pb2.ExpertRequest, parts=()):
+        """Tokens as the endpoint streams them; usage from its last chunk where it reports one."""
+        pieces, usage = [], None
+        try:
+            chunks = await self.client.chat.completions.create(
+                model=self.model, messages=self._messages(request, parts), max_tokens=self.max_tokens,
+                temperature=self.temperature, stream=True, stream_options={"include_usage": True})
+            async with chunks:
+                async for chunk in chunks:
+                    usage = chunk.usage or usage
+                    delta = chunk.choices[0].delta.content if chunk.choices else None
+                    if delta:
+                        pieces.append(delta)
+                        yield delta
+        except openai.OpenAIError as exc:
+            raise BackendError(f"{type(exc).__name__}: {exc}") from exc
+        yield self._answer(request, "".join(pieces), usage)
 
 
 def user_content(query: str, parts) -> str | list[dict]:

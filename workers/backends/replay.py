@@ -14,7 +14,7 @@ import hashlib
 from proto import events_pb2
 from common.dataset import RoutingDataset
 
-from .base import Answer, BackendError, ExpertBackend, estimate_tokens, register
+from .base import Answer, BackendError, ExpertBackend, collect, estimate_tokens, register
 
 _CACHE: dict[str, RoutingDataset] = {}
 
@@ -42,16 +42,25 @@ class ReplayBackend(ExpertBackend):
         self.fail_rate = float(opts.get("fail_rate", 0.0))
 
     async def answer(self, request: events_pb2.ExpertRequest, parts=()) -> Answer:
+        return await collect(self.stream(request, parts))
+
+    async def stream(self, request: events_pb2.ExpertRequest, parts=()):
+        """The answer word by word, its replayed latency spread over the words."""
         row = self.data.find(request.metadata.get("item_id"), request.query)
         if row is None:
             raise BackendError("query is not in the replayed data set")
         outcome = row.outcomes[self.column]
         if self.fail_rate and _unit_hash(request.request_id) < self.fail_rate:
             raise BackendError("replayed failure (fail_rate)")
-        if self.latency_scale and outcome.latency_s:
-            await asyncio.sleep(min(outcome.latency_s * self.latency_scale, self.max_latency_s))
         text = f"[{self.expert.name}] answer to {row.id}"
-        return Answer(text, estimate_tokens(request.query), estimate_tokens(text), outcome.cost)
+        words = text.split(" ")
+        pause = min(outcome.latency_s * self.latency_scale, self.max_latency_s) / len(words) \
+            if self.latency_scale and outcome.latency_s else 0.0
+        for i, word in enumerate(words):
+            if pause:
+                await asyncio.sleep(pause)
+            yield word if i == len(words) - 1 else word + " "
+        yield Answer(text, estimate_tokens(request.query), estimate_tokens(text), outcome.cost)
 
 
 def _unit_hash(s: str) -> float:
