@@ -8,6 +8,7 @@
 #   ./run.sh export-logs / ope ...    export logged decisions from Kafka / estimate a policy on them
 #   ./run.sh warmstart --data F ...   train a policy on labelled rows, publish it as the first snapshot
 #   ./run.sh rollback [--to V]        serve an earlier policy snapshot (--list shows the retained ones)
+#   ./run.sh keys add --tenant T --file F  mint an API key for a tenant (prints it once; F keeps its hash)
 #   ./run.sh setup                    install only
 # The Python environment lives in $BR_CACHE_DIR (default ~/.cache/bandit-router), keyed by
 # the hash of pyproject.toml, so it is built once per machine and dependency set.
@@ -58,11 +59,12 @@ case "$cmd" in
   ope) setup; exec "$VENV/bin/python" -m simulations.offpolicy "$@" ;;
   warmstart) setup; exec "$VENV/bin/python" -m simulations.warmstart "$@" ;;
   rollback) setup; exec "$VENV/bin/python" -m feedback.rollback "$@" ;;
+  keys) setup; exec "$VENV/bin/python" -m router_svc.auth "$@" ;;
   test)
     setup
     need_apt chromium chromium     # the dashboard's browser test (headless)
     need_apt prometheus prometheus # a real Prometheus scrapes the services in the whole-loop test
     "$VENV/bin/python" -m proto.gen --check
     exec "$VENV/bin/python" -m pytest "$@" ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  *) sed -n '2,14p' "$0"; exit 2 ;;
 esac

@@ -1,4 +1,4 @@
-"""Live reload of the expert catalog file, for routers and workers.
+"""Live reload of configuration files: the expert catalog (routers and workers), API keys.
 
 Adding, removing or repricing an expert is an edit of BR_EXPERTS_FILE (a mounted
 ConfigMap, a compose volume): every process polls the file and applies a new version
@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Generic, TypeVar
 
 from prometheus_client import Counter
 
@@ -20,14 +20,19 @@ from .lifecycle import cancel_task
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 RELOADS = Counter("catalog_reloads_total", "Expert catalog reloads by outcome", ["outcome"])
 
 
-class CatalogWatcher:
-    def __init__(self, path: Path, interval_s: float, apply: Callable[[ExpertCatalog], Awaitable[None]]):
+class FileWatcher(Generic[T]):
+    """Poll a file; when its bytes change, `load` it and `apply` the result. A version that
+    does not load or apply is logged and counted once, and the last good one stays."""
+
+    def __init__(self, path: Path, interval_s: float, load: Callable[[Path], T],
+                 apply: Callable[[T], Awaitable[None]], what: str, reloads: Counter):
         self.path = Path(path)
         self.interval_s = interval_s
-        self.apply = apply
+        self.load, self.apply, self.what, self.reloads = load, apply, what, reloads
         self._digest = self._read_digest()
         self._task: asyncio.Task | None = None
 
@@ -38,7 +43,7 @@ class CatalogWatcher:
             return ""
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="catalog-watch")
+        self._task = asyncio.create_task(self._run(), name=f"watch-{self.path.name}")
 
     async def stop(self) -> None:
         await cancel_task(self._task)
@@ -50,17 +55,21 @@ class CatalogWatcher:
             return False
         self._digest = digest            # a bad version is reported once, not every poll
         try:
-            catalog = ExpertCatalog.from_file(self.path)
-            await self.apply(catalog)
+            await self.apply(self.load(self.path))
         except Exception as exc:
-            RELOADS.labels("rejected").inc()
-            log.error("expert catalog %s not applied, keeping the previous one: %s", self.path, exc)
+            self.reloads.labels("rejected").inc()
+            log.error("%s %s not applied, keeping the previous one: %s", self.what, self.path, exc)
             return False
-        RELOADS.labels("applied").inc()
-        log.info("expert catalog reloaded from %s: %s", self.path, catalog.names)
+        self.reloads.labels("applied").inc()
+        log.info("%s reloaded from %s", self.what, self.path)
         return True
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
             await self.check()
+
+
+class CatalogWatcher(FileWatcher[ExpertCatalog]):
+    def __init__(self, path: Path, interval_s: float, apply: Callable[[ExpertCatalog], Awaitable[None]]):
+        super().__init__(path, interval_s, ExpertCatalog.from_file, apply, "expert catalog", RELOADS)

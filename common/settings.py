@@ -10,7 +10,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .experts import ExpertCatalog
@@ -86,6 +86,12 @@ class RouterSettings(PolicySettings):
     host: str = "127.0.0.1"
     port: int = 50051                        # 0 = pick a free port (tests)
     http_port: int | None = Field(default=None, ge=0, le=65535)   # the OpenAI-compatible door; None = off
+    auth: bool = False                       # require an API key on both doors (router_svc/auth.py)
+    keys_file: Path | None = None            # TOML of tenants and their key hashes; reloaded when it changes
+    tls_cert_file: Path | None = None        # PEM certificate (chain): TLS on both doors; plaintext is refused
+    tls_key_file: Path | None = None         # its PEM private key
+    tls_client_ca_file: Path | None = None   # PEM CA: mutual TLS, clients must present a certificate it signed
+    owner_ttl_s: float = Field(default=86_400.0, gt=0)      # how long a decision's tenant is kept (auth on)
     dashboard: bool = True                                  # served by the HTTP door at /dashboard/
     dashboard_window_s: float = Field(default=900.0, gt=0)  # how far back the dashboard shows
     dashboard_bucket_s: float = Field(default=5.0, gt=0)    # one point per bucket
@@ -98,6 +104,8 @@ class RouterSettings(PolicySettings):
     default_timeout_ms: int = Field(default=10_000, ge=1)
     max_timeout_ms: int = Field(default=300_000, ge=1)     # a longer request timeout is refused
     expert_timeout_share: float = Field(default=0.6, gt=0, le=1)  # of the deadline, before falling back
+    breaker_failures: int = Field(default=5, ge=0)          # consecutive failures that open an expert's breaker; 0 = off
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)   # open this long, then one probe
     max_in_flight: int = Field(default=1024, ge=0)          # Route/Decide calls at once; more are shed; 0 = no limit
     retry_after_s: float = Field(default=1.0, gt=0)         # what a shed caller is told to wait
     fallback_expert: str = ""                # "" = the premium expert
@@ -125,6 +133,14 @@ class RouterSettings(PolicySettings):
     def max_message_bytes(self) -> int:
         return self.max_request_bytes + 4 * self.max_query_chars + 2**20
 
+    @model_validator(mode="after")
+    def _tls_pair(self):
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together (BR_TLS_CERT_FILE, BR_TLS_KEY_FILE)")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        return self
+
 
 class WorkerSettings(InfraSettings):
     model_config = _env()
@@ -134,6 +150,8 @@ class WorkerSettings(InfraSettings):
     join_timeout_s: float = Field(default=120.0, gt=0)      # READY only once each pool holds its assignment
     answer_ttl_s: float = Field(default=86_400.0, gt=0)     # how long the ledger keeps an answer
     claim_ttl_s: float = Field(default=600.0, gt=0)         # a claim on a request without a deadline
+    backend_retries: int = Field(default=2, ge=0)           # tries again after a transient backend error
+    retry_backoff_s: float = Field(default=0.2, gt=0)       # before the first retry; doubles
     stream_flush_ms: float = Field(default=25.0, ge=0)     # a streamed answer's pieces are sent this often at most
 
 

@@ -76,9 +76,15 @@ def apply(state: events_pb2.JoinState | None, kind: str, ev, now: int, rules: Jo
     if kind == RATING and (st.HasField("rating") or st.rewarded):
         return Outcome(st, dead=[("decision already rated; only the first rating counts",
                                   ev.SerializeToString())])
+    if kind == RATING and st.HasField("decision") and _foreign(st.decision, ev):
+        return Outcome(st, dead=[(_foreign_reason(st.decision, ev), ev.SerializeToString())])
     st.seen_event_ids.append(eid)
     if kind == DECISION:
         st.decision.CopyFrom(ev)
+        if st.HasField("rating") and _foreign(ev, st.rating):      # the rating came first
+            dead = [(_foreign_reason(ev, st.rating), st.rating.SerializeToString())]
+            st.ClearField("rating")
+            return Outcome(st, dead=dead)
     elif kind == RESULT:
         if ev.attempt != 0:          # fallback answers are served, not learned from
             return Outcome(st)
@@ -87,6 +93,14 @@ def apply(state: events_pb2.JoinState | None, kind: str, ev, now: int, rules: Jo
     else:
         st.rating.CopyFrom(ev)
     return _maybe_reward(st, now, rules)
+
+
+def _foreign(decision: events_pb2.DecisionEvent, rating: events_pb2.Rating) -> bool:
+    return bool(rating.tenant) and rating.tenant != decision.tenant
+
+
+def _foreign_reason(decision: events_pb2.DecisionEvent, rating: events_pb2.Rating) -> str:
+    return f"tenant {rating.tenant!r} may not rate a decision of tenant {decision.tenant!r}"
 
 
 def _maybe_reward(st: events_pb2.JoinState, now: int, rules: JoinRules) -> Outcome:

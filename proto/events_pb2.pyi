@@ -184,20 +184,22 @@ class ExpertResult(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., expert: _Optional[str] = ..., attempt: _Optional[int] = ..., fallback: _Optional[bool] = ..., ok: _Optional[bool] = ..., answer: _Optional[str] = ..., error: _Optional[str] = ..., latency_s: _Optional[float] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., ts_ms: _Optional[int] = ..., producer: _Optional[str] = ..., partial: _Optional[bool] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class Rating(_message.Message):
-    __slots__ = ("rating_id", "decision_id", "quality", "source", "cost", "ts_ms")
+    __slots__ = ("rating_id", "decision_id", "quality", "source", "cost", "ts_ms", "tenant")
     RATING_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     COST_FIELD_NUMBER: _ClassVar[int]
     TS_MS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     rating_id: str
     decision_id: str
     quality: float
     source: str
     cost: float
     ts_ms: int
-    def __init__(self, rating_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., quality: _Optional[float] = ..., source: _Optional[str] = ..., cost: _Optional[float] = ..., ts_ms: _Optional[int] = ...) -> None: ...
+    tenant: str
+    def __init__(self, rating_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., quality: _Optional[float] = ..., source: _Optional[str] = ..., cost: _Optional[float] = ..., ts_ms: _Optional[int] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class RewardEvent(_message.Message):
     __slots__ = ("reward_id", "decision_id", "expert", "context", "quality", "cost", "cost_weight", "reward", "propensity", "policy_name", "policy_version", "expert_failed", "ts_ms")

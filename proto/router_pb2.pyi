@@ -160,7 +160,7 @@ class ListExpertsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ExpertInfo(_message.Message):
-    __slots__ = ("name", "backend", "modalities", "price_per_call", "price_per_input_token", "price_per_output_token", "max_concurrency", "premium", "updates")
+    __slots__ = ("name", "backend", "modalities", "price_per_call", "price_per_input_token", "price_per_output_token", "max_concurrency", "premium", "updates", "circuit")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     MODALITIES_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +170,7 @@ class ExpertInfo(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     PREMIUM_FIELD_NUMBER: _ClassVar[int]
     UPDATES_FIELD_NUMBER: _ClassVar[int]
+    CIRCUIT_FIELD_NUMBER: _ClassVar[int]
     name: str
     backend: str
     modalities: _containers.RepeatedScalarFieldContainer[str]
@@ -179,7 +180,8 @@ class ExpertInfo(_message.Message):
     max_concurrency: int
     premium: bool
     updates: int
-    def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., price_per_call: _Optional[float] = ..., price_per_input_token: _Optional[float] = ..., price_per_output_token: _Optional[float] = ..., max_concurrency: _Optional[int] = ..., premium: _Optional[bool] = ..., updates: _Optional[int] = ...) -> None: ...
+    circuit: str
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., price_per_call: _Optional[float] = ..., price_per_input_token: _Optional[float] = ..., price_per_output_token: _Optional[float] = ..., max_concurrency: _Optional[int] = ..., premium: _Optional[bool] = ..., updates: _Optional[int] = ..., circuit: _Optional[str] = ...) -> None: ...
 
 class ListExpertsResponse(_message.Message):
     __slots__ = ("experts", "policy_name", "policy_version", "embedding_model")

@@ -8,7 +8,7 @@ from grpc_health.v1 import health_pb2
 from bandit.context import context_dim
 from bandit.embedder import Embedder
 from bandit.policies import make_policy
-from common.catalog_watch import CatalogWatcher
+from common.catalog_watch import CatalogWatcher, FileWatcher
 from common.claims import PartStore
 from common.experts import ExpertCatalog
 from common.kafka import ensure_topics, make_producer
@@ -17,12 +17,15 @@ from common.redis_client import connect
 from common.settings import RouterSettings
 from common.snapshots import SnapshotStore
 
+from .auth import Authenticator, KeyRing
 from .core import RouterCore
 from .dashboard import Board, DashboardFeed
 from .http_api import start_http
 from .live_policy import LivePolicy
+from .metrics import KEY_RELOADS
+from .owners import Owners
 from .replies import ReplyListener
-from .server import SERVICE, start_grpc
+from .server import SERVICE, server_credentials, start_grpc
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class RouterApp:
         self.catalog = catalog               # the one at start; RouterCore holds the live one
         self.embedder = embedder
         self.watcher: CatalogWatcher | None = None
+        self.key_watcher: FileWatcher | None = None
         self.port = 0
         self.http, self.http_task, self.http_port = None, None, None
         self.feed: DashboardFeed | None = None
@@ -57,8 +61,15 @@ class RouterApp:
         self.live = LivePolicy(policy, SnapshotStore(self.redis, s.redis_prefix, s.policy), s.snapshot_poll_s)
         await self.live.start()
         self.core = RouterCore(s, self.catalog, self.embedder, self.live, self.producer, self.replies,
-                               PartStore(self.redis, s.redis_prefix, s.part_ttl_s))
-        self.server, self.port, self.health = await start_grpc(self.core, s.host, s.port, s.max_message_bytes)
+                               PartStore(self.redis, s.redis_prefix, s.part_ttl_s),
+                               Owners(self.redis, s.redis_prefix, s.owner_ttl_s))
+        self.core.auth = Authenticator(KeyRing.from_file(s.keys_file) if s.keys_file else None, s.auth)
+        self.key_watcher = FileWatcher(s.keys_file, s.catalog_poll_s, KeyRing.from_file, self.apply_keys,
+                                       "keys file", KEY_RELOADS) if s.keys_file and s.catalog_poll_s else None
+        if self.key_watcher:
+            self.key_watcher.start()
+        self.server, self.port, self.health = await start_grpc(self.core, s.host, s.port, s.max_message_bytes,
+                                                               server_credentials(s))
         if s.http_port is not None:
             board = None
             if s.dashboard:
@@ -81,6 +92,9 @@ class RouterApp:
     def _expert_topics(self, catalog: ExpertCatalog) -> dict[str, int]:
         return {self.s.expert_topic(e): self.s.topic_partitions for e in catalog.names}
 
+    async def apply_keys(self, ring: KeyRing) -> None:
+        self.core.auth = Authenticator(ring, self.s.auth)
+
     async def apply_catalog(self, catalog: ExpertCatalog) -> None:
         """A reloaded catalog: its request topics first, so a new expert is routable at once."""
         await ensure_topics(self.s.kafka_bootstrap, self._expert_topics(catalog))
@@ -88,8 +102,9 @@ class RouterApp:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Graceful: report NOT_SERVING, let in-flight requests finish, then close clients."""
-        if self.watcher:
-            await self.watcher.stop()
+        for watcher in (self.watcher, self.key_watcher):
+            if watcher:
+                await watcher.stop()
         for name in ("", SERVICE):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.http:

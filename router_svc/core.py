@@ -22,21 +22,24 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
+from bandit.context import FEATURE_VERSION, build_context
+from bandit.embedder import Embedder, joint
+from bandit.media_features import describe_media
+from bandit.pacing import BudgetPacer
+from bandit.policies import Choice, Score
 from common.claims import PartStore, part_ref
 from common.experts import ExpertCatalog
-from common.media import Part, open_image
 from common.kafka import now_ms
+from common.media import Part, open_image
 from common.settings import RouterSettings
 from proto import events_pb2
 
 from . import metrics
-from bandit.context import FEATURE_VERSION, build_context
-from bandit.media_features import describe_media
-from bandit.embedder import Embedder, joint
-from .errors import DeadlineExceeded, ExpertUnavailable, NotReady, Overloaded
+from .auth import Authenticator, Tenant
+from .breakers import Breakers
+from .errors import DeadlineExceeded, ExpertUnavailable, NotReady, Overloaded, PermissionDenied
 from .live_policy import LivePolicy
-from bandit.policies import Choice, Score
-from bandit.pacing import BudgetPacer
+from .owners import Owners
 from .replies import ReplyListener
 from .validation import check_content, check_feedback, check_options, check_query
 
@@ -60,14 +63,17 @@ class Routed:
 
 class RouterCore:
     def __init__(self, settings: RouterSettings, catalog: ExpertCatalog, embedder: Embedder,
-                 live: LivePolicy, producer: AIOKafkaProducer, replies: ReplyListener, parts: PartStore):
+                 live: LivePolicy, producer: AIOKafkaProducer, replies: ReplyListener, parts: PartStore,
+                 owners: Owners | None = None):
         self.s = settings
-        self.parts = parts
+        self.parts, self.owners = parts, owners
         self.embedder = embedder
         self.live = live
         self.producer = producer
         self.replies = replies
         self.in_flight, self.max_in_flight = 0, settings.max_in_flight
+        self.breakers = Breakers(settings.breaker_failures, settings.breaker_cooldown_s)
+        self.auth = Authenticator(None, required=False)     # RouterApp sets the configured one
         self.pacer = BudgetPacer(settings.budget_per_query, settings.budget_step) \
             if settings.budget_per_query else None
         self.set_catalog(catalog)
@@ -107,6 +113,11 @@ class RouterCore:
         check_query(query, self.s.max_query_chars, has_parts=bool(parts))
         media = check_content(parts, self.s.media_limits)
         modality, eligible = check_options(options, self.catalog, len(query), [p.modality for p in media])
+        eligible, shut = self.breakers.split(eligible)
+        if not eligible:
+            wait = self.breakers.retry_after(shut)
+            raise ExpertUnavailable(f"every eligible expert's circuit breaker is open ({', '.join(shut)}: repeated "
+                                    f"failures); retry after {wait:.1f}s", retry_after_s=max(wait, 0.1))
         cost_weight = options.cost_weight if options.HasField("cost_weight") else self.s.default_cost_weight
         if self.pacer:
             cost_weight = self.pacer.weight(cost_weight)
@@ -137,8 +148,13 @@ class RouterCore:
         return self.embedder.encode_images([open_image(p, self.s.max_image_pixels)
                                             for p in media if p.modality == "image"])
 
+    def _note_owner(self, event: events_pb2.DecisionEvent) -> None:
+        if self.auth.required and self.owners and event.tenant:
+            self.owners.remember(event.decision_id, event.tenant)
+
     async def log_decision(self, decision: Decision) -> None:
         await self._send(self.s.decisions_topic, decision.event.decision_id, decision.event)
+        self._note_owner(decision.event)
         if self.pacer and decision.event.mode == events_pb2.DECISION_MODE_DECIDE:
             # The caller pays later; pace on what the policy expects the choice to cost.
             self.pacer.observe(max(decision.choice.scores.get(decision.event.chosen_expert,
@@ -192,11 +208,8 @@ class RouterCore:
         if result is not None and result.ok:
             return self._served(decision, result)
         reason = "timeout" if result is None else "error"
-        if result is None:   # nobody answered in time: record that as the chosen expert's result
-            await self._send(self.s.results_topic, did, events_pb2.ExpertResult(
-                request_id=f"{did}:0", decision_id=did, expert=chosen, attempt=0, ok=False,
-                error="no answer before the expert's deadline", ts_ms=now_ms(),
-                producer=f"router:{self.s.router_id}"), max(deadline - time.monotonic(), 1.0))   # bookkeeping: a second past it at most
+        if result is None:
+            await self._timed_out(did, chosen, deadline)
         if began or not self._has_fallback(decision):
             why = "after its answer began streaming (no fallback then)" if began else "and no fallback expert is eligible"
             raise (DeadlineExceeded if result is None else ExpertUnavailable)(
@@ -205,12 +218,27 @@ class RouterCore:
         log.info("decision %s: %s %s, falling back to %s", did, chosen, reason, self.fallback)
         fb = await self._ask(decision, query, options, self.fallback, 1, deadline - time.monotonic(), deadline, relay_to)
         if fb is None:
+            self.breakers.record(self.fallback, False)
             raise DeadlineExceeded(f"neither {chosen!r} nor fallback {self.fallback!r} answered "
                                    f"before the deadline; decision_id={did}", did)
         if not fb.ok:
             raise ExpertUnavailable(f"{chosen!r} and fallback {self.fallback!r} failed: {fb.error}; "
                                     f"decision_id={did}", did)
         return self._served(decision, fb)
+
+    async def _timed_out(self, did: str, chosen: str, deadline: float) -> None:
+        """Nobody answered in time: record that as the chosen expert's result (for the
+        learner), and only once that write succeeds count it against the expert's breaker:
+        a timeout while the event log is down is the log's failure, not the expert's."""
+        try:
+            await self._send(self.s.results_topic, did, events_pb2.ExpertResult(
+                request_id=f"{did}:0", decision_id=did, expert=chosen, attempt=0, ok=False,
+                error="no answer before the expert's deadline", ts_ms=now_ms(),
+                producer=f"router:{self.s.router_id}"), max(deadline - time.monotonic(), 1.0))   # a second past it at most
+        except NotReady:
+            self.breakers.release(chosen)
+            raise
+        self.breakers.record(chosen, False)
 
     async def _store_parts(self, decision: Decision, timeout_s: float) -> None:
         """Claim check: the parts go to Redis once; the expert requests carry their refs."""
@@ -253,16 +281,26 @@ class RouterCore:
             on_piece(piece)
 
         fut = self.replies.expect(did, attempt, count if on_piece else None)
+        self.breakers.dispatched(expert)
+        finished = False
         try:
             sends = [self._send(self.s.expert_topic(expert), did, request, wait_s)]
             if log_decision:
                 sends.append(self._send(self.s.decisions_topic, did, decision.event, wait_s))
             await asyncio.gather(*sends)
+            if log_decision:
+                self._note_owner(decision.event)
             done, _ = await asyncio.wait({fut}, timeout=wait_s)
             if not done and pieces:      # the answer is under way: it may use the whole deadline
                 done, _ = await asyncio.wait({fut}, timeout=max(deadline - time.monotonic(), 0.001))
-            return fut.result() if done else None
+            result = fut.result() if done else None
+            if result is not None:       # a timeout is judged by the caller (see _timed_out)
+                self.breakers.record(expert, result.ok)
+            finished = True
+            return result
         finally:
+            if not finished:             # the event log was down, or the caller left: no verdict
+                self.breakers.release(expert)
             self.replies.forget(did, attempt)
 
     async def _send(self, topic: str, key: str, message, timeout_s: float = 10.0) -> None:
@@ -275,10 +313,20 @@ class RouterCore:
                            key) from exc
 
     # -- feedback ---------------------------------------------------------------
-    async def feedback(self, decision_id: str, quality: float, source: str, cost: float | None) -> str:
+    async def feedback(self, decision_id: str, quality: float, source: str, cost: float | None,
+                       caller: Tenant | None = None) -> str:
+        """A rating, stamped with the caller's tenant (an admin's is not). Another tenant's
+        decision is refused here when its owner is on record (owners.py), and by the join
+        (a dead letter with the reason) when it is not."""
         decision_id = check_feedback(decision_id, quality, cost)
+        if caller and not caller.admin and self.owners:
+            owner = await self.owners.owner(decision_id)
+            if owner and owner != caller.name:
+                raise PermissionDenied(f"decision {decision_id} is tenant {owner!r}'s; tenant {caller.name!r} "
+                                       "may not rate it")
         rating = events_pb2.Rating(rating_id=str(uuid.uuid4()), decision_id=decision_id,
-                                   quality=quality, source=source or "user", ts_ms=now_ms())
+                                   quality=quality, source=source or "user", ts_ms=now_ms(),
+                                   tenant=caller.name if caller and not caller.admin else "")
         if cost is not None:
             rating.cost = cost
         await self._send(self.s.ratings_topic, decision_id, rating)

@@ -36,12 +36,15 @@ from proto import router_pb2
 
 from .core import RouterCore, Routed
 from .dashboard import Board
-from .errors import InvalidRequest, RoutingError
+from . import metrics
+from .auth import Authenticator, Tenant
+from .errors import InvalidRequest, RoutingError, Unauthenticated
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 ROUTER_MODEL = "bandit-router"
 STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.NOT_FOUND: 404,
+          grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403,
           grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.UNAVAILABLE: 503,
           grpc.StatusCode.DEADLINE_EXCEEDED: 504}
 OPTION_FIELDS = ("tenant", "cost_weight", "allowed_experts", "max_cost", "max_latency_s", "hints", "metadata")
@@ -188,6 +191,8 @@ def routing_error(exc: RoutingError) -> JSONResponse:
     headers = {"x-decision-id": exc.decision_id} if exc.decision_id else {}
     if exc.retry_after_s:
         headers["retry-after"] = str(math.ceil(exc.retry_after_s))
+    if exc.code == grpc.StatusCode.UNAUTHENTICATED:
+        headers["www-authenticate"] = "Bearer"
     return error_response(STATUS.get(exc.code, 500), str(exc), headers=headers or None)
 
 
@@ -223,6 +228,13 @@ class HTTPDoor:
     async def not_allowed(self, request: Request, exc) -> JSONResponse:
         return error_response(405, f"{request.method} is not allowed on {request.url.path}")
 
+    def _caller(self, request: Request) -> Tenant | None:
+        try:
+            return self.core.auth.caller(request.headers.get("authorization"))
+        except Unauthenticated:
+            metrics.UNAUTHENTICATED.inc()
+            raise
+
     async def _body(self, request: Request) -> dict:
         try:
             body = await request.json()
@@ -235,9 +247,11 @@ class HTTPDoor:
     async def chat(self, request: Request) -> Response:
         try:
             body = await self._body(request)
+            caller = self._caller(request)
             weight, only = parse_model(body.get("model"), self.core.catalog)
             query, parts = parse_messages(body.get("messages"))
             opts = route_options(body, weight, only)
+            Authenticator.act_for(caller, opts)
             timeout_s = self.core.s.default_timeout_ms / 1000.0
             if body.get("stream"):
                 return await self._stream(query, opts, timeout_s, parts)
@@ -286,12 +300,17 @@ class HTTPDoor:
                                  headers={"x-decision-id": did, "x-routed-expert": expert})
 
     async def models(self, request: Request) -> JSONResponse:
+        try:
+            self._caller(request)
+        except RoutingError as exc:
+            return routing_error(exc)
         data = [{"id": ROUTER_MODEL, "object": "model", "created": 0, "owned_by": "bandit-router"}]
         data += [{"id": e.name, "object": "model", "created": 0, "owned_by": e.backend} for e in self.core.catalog]
         return JSONResponse({"object": "list", "data": data})
 
     async def feedback(self, request: Request) -> JSONResponse:
         try:
+            caller = self._caller(request)
             body = await self._body(request)
             quality, cost = body.get("quality"), body.get("cost")
             for name, v in (("quality", quality), ("cost", cost)):
@@ -301,7 +320,7 @@ class HTTPDoor:
             if not isinstance(did, str):
                 raise HTTPError(400, "decision_id must be a string", "decision_id")
             rating_id = await self.core.feedback(did, float(quality), str(body.get("source") or "user"),
-                                                 None if cost is None else float(cost))
+                                                 None if cost is None else float(cost), caller)
         except HTTPError as exc:
             return error_response(exc.status, str(exc), exc.param, exc.code)
         except InvalidRequest as exc:
@@ -311,6 +330,11 @@ class HTTPDoor:
         return JSONResponse({"rating_id": rating_id, "decision_id": did})
 
     async def dashboard_data(self, request: Request) -> JSONResponse:
+        """Every tenant's traffic: with auth on, for admin keys only."""
+        try:
+            Authenticator.require_admin(self._caller(request))
+        except RoutingError as exc:
+            return routing_error(exc)
         return JSONResponse(self.board.snapshot(), headers={"cache-control": "no-store"})
 
     async def health(self, request: Request) -> JSONResponse:
@@ -319,11 +343,18 @@ class HTTPDoor:
 
 
 async def start_http(core: RouterCore, host: str, port: int, board: Board | None = None):
-    """Serve the door with uvicorn in this event loop; returns (server, task, bound port)."""
+    """Serve the door with uvicorn in this event loop (HTTPS with the settings' TLS files);
+    returns (server, task, bound port)."""
+    import ssl
+
     import uvicorn
 
+    s = core.s
+    tls = dict(ssl_certfile=str(s.tls_cert_file), ssl_keyfile=str(s.tls_key_file)) if s.tls_cert_file else {}
+    if s.tls_client_ca_file:
+        tls.update(ssl_ca_certs=str(s.tls_client_ca_file), ssl_cert_reqs=ssl.CERT_REQUIRED)
     server = uvicorn.Server(uvicorn.Config(HTTPDoor(core, board).app, host=host, port=port, log_level="warning",
-                                           lifespan="off"))
+                                           lifespan="off", **tls))
     task = asyncio.create_task(server.serve(), name="http-door")
     while not server.started:
         if task.done():

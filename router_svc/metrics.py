@@ -11,3 +11,7 @@ LATENCY = Histogram("router_route_seconds", "End-to-end Route latency",
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 SHED = Counter("router_shed_total", "Requests refused at capacity (RESOURCE_EXHAUSTED / 429)")
 IN_FLIGHT = Gauge("router_in_flight", "Route and Decide calls in progress")
+CIRCUIT = Gauge("router_circuit_state", "An expert's breaker: 0 closed, 1 half-open, 2 open", ["expert"])
+CIRCUIT_OPENED = Counter("router_circuit_opened_total", "Times an expert's breaker opened", ["expert"])
+KEY_RELOADS = Counter("router_keys_reloads_total", "API keys file reloads by outcome", ["outcome"])
+UNAUTHENTICATED = Counter("router_unauthenticated_total", "Calls refused for a missing or unknown key")

@@ -15,7 +15,8 @@ from proto import events_pb2, router_pb2, router_pb2_grpc
 
 from . import metrics
 from .core import RouterCore, Routed
-from .errors import RoutingError
+from .auth import Authenticator, Tenant
+from .errors import RoutingError, Unauthenticated
 from .validation import check_timeout_ms
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,21 @@ async def _abort(method: str, exc: Exception, context: grpc.aio.ServicerContext)
     await context.abort(exc.code, str(exc))
 
 
+def _caller(core: RouterCore, context: grpc.aio.ServicerContext) -> Tenant | None:
+    """The tenant whose key is in the call's `authorization` metadata (None with auth off)."""
+    try:
+        return core.auth.caller(dict(context.invocation_metadata() or ()).get("authorization"))
+    except Unauthenticated:
+        metrics.UNAUTHENTICATED.inc()
+        raise
+
+
 def _handled(method: str):
-    """Map errors to their status; count every call by outcome."""
+    """Authenticate, map errors to their status; count every call by outcome."""
     def wrap(fn):
         async def call(self, request, context: grpc.aio.ServicerContext):
             try:
-                reply = await fn(self, request, context)
+                reply = await fn(self, request, context, _caller(self.core, context))
             except Exception as exc:
                 await _abort(method, exc, context)
             metrics.REQUESTS.labels(method, "OK").inc()
@@ -71,7 +81,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         self.core = core
 
     @_handled("Route")
-    async def Route(self, request, context):
+    async def Route(self, request, context, caller):
+        Authenticator.act_for(caller, request.options)
         started = time.monotonic()
         routed = await self.core.route(request.query, request.options, _route_timeout(self.core, request, context),
                                        request.parts)
@@ -84,6 +95,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         there is no fallback (see RouterCore), and an error ends the stream with its status."""
         started = time.monotonic()
         try:
+            Authenticator.act_for(_caller(self.core, context), request.options)
             async for item in self.core.route_stream(request.query, request.options,
                                                      _route_timeout(self.core, request, context), request.parts):
                 if isinstance(item, Routed):
@@ -97,7 +109,8 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         metrics.REQUESTS.labels("RouteStream", "OK").inc()
 
     @_handled("Decide")
-    async def Decide(self, request, context):
+    async def Decide(self, request, context, caller):
+        Authenticator.act_for(caller, request.options)
         decision = await self.core.decide(request.query, request.options, events_pb2.DECISION_MODE_DECIDE,
                                           request.parts)
         await self.core.log_decision(decision)
@@ -107,33 +120,46 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             probabilities=ev.probabilities, scores=ev.scores, policy_version=ev.policy_version)
 
     @_handled("Feedback")
-    async def Feedback(self, request, context):
+    async def Feedback(self, request, context, caller):
         cost = request.cost if request.HasField("cost") else None
-        rating_id = await self.core.feedback(request.decision_id, request.quality, request.source, cost)
+        rating_id = await self.core.feedback(request.decision_id, request.quality, request.source, cost, caller)
         return router_pb2.FeedbackResponse(rating_id=rating_id)
 
     @_handled("ListExperts")
-    async def ListExperts(self, request, context):
+    async def ListExperts(self, request, context, caller):
         updates = self.core.expert_updates()
         return router_pb2.ListExpertsResponse(
             experts=[router_pb2.ExpertInfo(
                 name=e.name, backend=e.backend, modalities=e.modalities, price_per_call=e.price_per_call,
                 price_per_input_token=e.price_per_input_token, price_per_output_token=e.price_per_output_token,
-                max_concurrency=e.max_concurrency, premium=e.premium, updates=updates.get(e.name, 0))
+                max_concurrency=e.max_concurrency, premium=e.premium, updates=updates.get(e.name, 0),
+                circuit=self.core.breakers.state(e.name))
                 for e in self.core.catalog],
             policy_name=self.core.live.policy.name, policy_version=self.core.live.version,
             embedding_model=self.core.embedder.version)
 
 
-async def start_grpc(core: RouterCore, host: str, port: int,
-                     max_message_bytes: int = 4 * 2**20) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """`max_message_bytes`: what a request may weigh (content parts included)."""
+def server_credentials(s) -> grpc.ServerCredentials | None:
+    """TLS from the settings' PEM files (None: plaintext); a client CA makes it mutual."""
+    if not s.tls_cert_file:
+        return None
+    ca = s.tls_client_ca_file.read_bytes() if s.tls_client_ca_file else None
+    return grpc.ssl_server_credentials([(s.tls_key_file.read_bytes(), s.tls_cert_file.read_bytes())],
+                                       root_certificates=ca, require_client_auth=ca is not None)
+
+
+async def start_grpc(core: RouterCore, host: str, port: int, max_message_bytes: int = 4 * 2**20,
+                     credentials: grpc.ServerCredentials | None = None
+                     ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """`max_message_bytes`: what a request may weigh (content parts included); `credentials`:
+    TLS (the port then speaks nothing else)."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes)])
     router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(core), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = server.add_secure_port(f"{host}:{port}", credentials) if credentials else \
+        server.add_insecure_port(f"{host}:{port}")
     await server.start()
     for name in ("", SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

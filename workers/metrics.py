@@ -13,3 +13,4 @@ RESENT = Counter("worker_resent_total", "Redelivered requests answered from the 
 LEDGER_ERRORS = Counter("worker_ledger_errors_total", "Answer-ledger calls that failed (Redis unreachable)")
 EXPIRED = Counter("worker_expired_total", "Requests past their deadline, not sent", ["expert"])
 STREAMED = Counter("worker_stream_pieces_total", "Pieces of streamed answers sent to routers", ["expert"])
+RETRIES = Counter("worker_backend_retries_total", "Backend calls tried again after a transient error", ["expert"])

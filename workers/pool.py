@@ -7,7 +7,8 @@ topic named in the request. A redelivered request is not sent to the expert agai
 answer ledger (Redis, shared by all workers, see ledger.py) re-sends the stored result, or
 leaves a request another worker is answering to it. Requests whose deadline has passed are
 not sent to the expert (nobody waits), and malformed requests are dead-lettered.
-A request marked `stream` gets its answer's pieces on the reply topic as the expert writes
+A retryable backend error (connection, overload, 5xx) is tried again with backoff while
+the deadline leaves room. A request marked `stream` gets its answer's pieces on the reply topic as the expert writes
 them (partial results, at most one per stream_flush_ms), then the final result as always.
 """
 from __future__ import annotations
@@ -159,11 +160,7 @@ class ExpertPool:
             attempt=req.attempt, fallback=req.fallback, producer=self.producer_id)
         started = time.monotonic()
         try:
-            parts = await self._parts(req)
-            if req.stream and req.reply_topic:
-                ans = await self._stream(req, parts, result)
-            else:
-                ans = await self.backend.answer(req, parts)
+            ans = await self._answer(req, await self._parts(req), result)
             result.ok, result.answer, result.cost = True, ans.text, ans.cost
             result.input_tokens, result.output_tokens = ans.input_tokens, ans.output_tokens
         except BackendError as exc:
@@ -177,6 +174,26 @@ class ExpertPool:
         metrics.CALL_SECONDS.labels(self.expert.name).observe(result.latency_s)
         metrics.COST.labels(self.expert.name).inc(result.cost)
         return result
+
+    async def _answer(self, req: events_pb2.ExpertRequest, parts: list[Part],
+                      head: events_pb2.ExpertResult) -> Answer:
+        """The backend's answer; a retryable error is tried again after a backoff (doubling)
+        while the request's deadline leaves room for it, at most backend_retries times."""
+        backoff = self.s.retry_backoff_s
+        for retry in range(self.s.backend_retries + 1):
+            try:
+                if req.stream and req.reply_topic:
+                    return await self._stream(req, parts, head)
+                return await self.backend.answer(req, parts)
+            except BackendError as exc:
+                left = (req.deadline_ms - now_ms()) / 1000.0 if req.deadline_ms else math.inf
+                if not exc.retryable or retry == self.s.backend_retries or left < 2 * backoff:
+                    raise
+                log.info("%s: %s failed (%s); trying again in %.2fs", self.expert.name, req.request_id, exc, backoff)
+                metrics.RETRIES.labels(self.expert.name).inc()
+                await asyncio.sleep(backoff)
+                backoff *= 2
+        raise AssertionError("unreachable")
 
     async def _stream(self, req: events_pb2.ExpertRequest, parts: list[Part],
                       head: events_pb2.ExpertResult) -> Answer:
@@ -200,13 +217,18 @@ class ExpertPool:
                 log.warning("%s: streaming %s stopped: %s", self.expert.name, req.request_id, exc)
                 live = False
 
-        async for piece in self.backend.stream(req, parts):
-            if isinstance(piece, Answer):
-                answer = piece
-            elif piece:
-                pending.append(piece)
-                if live and time.monotonic() - last_sent >= flush_s:
-                    await send()
+        try:
+            async for piece in self.backend.stream(req, parts):
+                if isinstance(piece, Answer):
+                    answer = piece
+                elif piece:
+                    pending.append(piece)
+                    if live and time.monotonic() - last_sent >= flush_s:
+                        await send()
+        except BackendError as exc:
+            if seq:    # the router has part of this answer: another try would repeat it
+                raise BackendError(str(exc), retryable=False) from exc
+            raise
         if pending and live:
             await send()
         if answer is None:

@@ -111,7 +111,9 @@
   async function poll() {
     const status = document.getElementById("status");
     try {
-      const resp = await fetch("data", {cache: "no-store"});
+      // With auth on, an admin key: /dashboard/#key=<key> (the fragment never leaves the browser).
+      const key = new URLSearchParams(location.hash.slice(1)).get("key");
+      const resp = await fetch("data", {cache: "no-store", headers: key ? {authorization: "Bearer " + key} : {}});
       if (!resp.ok) throw new Error("HTTP " + resp.status);
       const d = await resp.json();
       render(d);

@@ -46,7 +46,7 @@ async def ask(stack, settings: WorkerSettings, requests) -> dict[str, events_pb2
 
 @pytest.fixture
 async def chat_server():
-    seen = []
+    seen, texts = [], []
 
     async def completions(request: web.Request) -> web.Response:
         body = await request.json()
@@ -55,6 +55,9 @@ async def chat_server():
         text = content if isinstance(content, str) else " ".join(c["text"] for c in content if c["type"] == "text")
         if "explode" in text:
             return web.json_response({"error": {"message": "model overloaded"}}, status=400)
+        if "busy" in text and sum(text == t for t in texts) < 2:      # the first two calls: a 503
+            texts.append(text)
+            return web.json_response({"error": {"message": "try later"}}, status=503)
         return web.json_response({
             "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop",
@@ -76,12 +79,17 @@ async def test_openai_backend_answers_prices_and_reports_errors(stack, prefix, c
     await ensure_topics(stack.kafka_bootstrap, {settings.reply_topic("test"): 1})
     workers = await WorkerApp(settings, catalog).start()
     try:
-        ok, bad = (await ask(stack, settings, [("llm", "hello there", []), ("llm", "please explode", [])])).values()
+        retried = metrics.RETRIES.labels("llm")._value.get()
+        ok, bad, busy = (await ask(stack, settings, [("llm", "hello there", []), ("llm", "please explode", []),
+                                                     ("llm", "busy now?", [])])).values()
     finally:
         await workers.stop()
     assert ok.ok and ok.answer == "echo: hello there" and (ok.input_tokens, ok.output_tokens) == (100, 20)
     assert ok.cost == pytest.approx(0.5 + 100 * 0.01 + 20 * 0.1) and ok.latency_s > 0
     assert not bad.ok and "model overloaded" in bad.error
+    assert sum("explode" in str(b["messages"]) for b in seen) == 1          # a 400 is not tried again
+    assert busy.ok and busy.answer == "echo: busy now?"                      # two 503s, then an answer
+    assert metrics.RETRIES.labels("llm")._value.get() - retried == 2
     assert seen[0]["model"] == "stand-in-7b" and seen[0]["messages"][0] == {"role": "system", "content": "Be brief."}
 
 

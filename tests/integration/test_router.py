@@ -18,6 +18,7 @@ from common.kafka import make_producer
 from common.settings import RouterSettings, WorkerSettings
 from proto import events_pb2, router_pb2, router_pb2_grpc
 from router_svc.app import RouterApp
+from router_svc.breakers import Breakers
 from stack.experts_file import write_catalog
 from tests.helpers import bounded, eventually, read_topic
 from workers.main import WorkerApp
@@ -188,6 +189,42 @@ async def test_at_capacity_route_and_decide_are_resource_exhausted_with_retry_af
     finally:
         router.core.max_in_flight = router.core.s.max_in_flight
     assert router.core.in_flight == 0
+
+
+async def test_the_breaker_opens_on_a_failing_expert_the_fallback_serves_then_a_probe_closes_it(
+        routed, stack, prefix, prompts):
+    router, stub, _ = routed
+    router.core.breakers = Breakers(failures=3, cooldown_s=1.0)
+    only_silent = router_pb2.RouteOptions(allowed_experts=["silent"])
+
+    async def circuit(name: str) -> str:
+        info = await stub.ListExperts(router_pb2.ListExpertsRequest())
+        return next(e.circuit for e in info.experts if e.name == name)
+
+    for i in range(3):                                       # nobody serves silent: three timeouts
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.Route(router_pb2.RouteRequest(query=prompts["math"][i], timeout_ms=300, options=only_silent))
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert await circuit("silent") == "open" and await circuit("mathbot") == "closed"
+    with pytest.raises(grpc.aio.AioRpcError) as err:         # not asked at all while open
+        await stub.Route(router_pb2.RouteRequest(query=prompts["math"][3], timeout_ms=30_000, options=only_silent))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "circuit breaker is open (silent" in err.value.details()
+    assert 0 < int(dict(err.value.trailing_metadata())["retry-after-ms"]) <= 1000
+    both = router_pb2.RouteOptions(allowed_experts=["silent", "mathbot"])
+    decided = await stub.Decide(router_pb2.DecideRequest(query=prompts["math"][4], options=both))
+    assert set(decided.probabilities) == {"mathbot"}
+    served = await stub.Route(router_pb2.RouteRequest(query=prompts["math"][4], options=both))
+    assert served.expert == served.chosen_expert == "mathbot" and not served.fallback
+
+    common = dict(kafka_bootstrap=stack.kafka_bootstrap, redis_url=stack.redis_url, topic_prefix=prefix)
+    workers = await WorkerApp(WorkerSettings(**common, experts="silent"), router.catalog).start()
+    try:
+        await asyncio.sleep(1.0)
+        assert await circuit("silent") == "half_open"
+        probe = await stub.Route(router_pb2.RouteRequest(query=prompts["math"][5], timeout_ms=20_000, options=only_silent))
+        assert probe.expert == "silent" and await circuit("silent") == "closed"
+    finally:
+        await bounded(workers.stop(), 60, "stopping the silent expert's worker")
 
 
 async def test_only_expert_failing_is_unavailable_with_the_decision_id(routed, prompts):

@@ -19,7 +19,10 @@ def test_compose_files_parse():
     assert catalog.premium.name == "llama-3.1-nemotron-51b-instruct"
     compose = yaml.safe_load((ROOT / "compose" / "docker-compose.yml").read_text())
     assert {"kafka", "redis", "router", "worker", "feedback", "prometheus"} <= set(compose["services"])
-    assert "8080:8080" in compose["services"]["router"]["ports"]
+    router = compose["services"]["router"]
+    assert "8080:8080" in router["ports"] and router["environment"]["BR_AUTH"] == "true"
+    from router_svc.auth import KeyRing
+    assert KeyRing.from_file(ROOT / "compose" / "keys.toml").tenants == {}   # no key ships: the operator mints them
 
 
 def test_compose_prometheus_scrapes_every_service():
@@ -40,6 +43,10 @@ def test_settings_come_from_environment(monkeypatch):
     assert f.decision_ttl_s == 60 and f.expert_topic("x") == "staging.experts.x.requests"
     monkeypatch.setenv("BR_DEFAULT_COST_WEIGHT", "-1")
     with pytest.raises(ValidationError, match="default_cost_weight"):
+        RouterSettings()
+    monkeypatch.delenv("BR_DEFAULT_COST_WEIGHT")
+    monkeypatch.setenv("BR_TLS_CERT_FILE", "/etc/cert.pem")
+    with pytest.raises(ValidationError, match="tls_cert_file and tls_key_file go together"):
         RouterSettings()
 
 

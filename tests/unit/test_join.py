@@ -166,3 +166,23 @@ def test_ratings_decode_from_protobuf_or_the_json_mapping():
             decode(bad, events_pb2.Rating, json_ok=True)
     with pytest.raises(BadEvent, match="undecodable Rating: "):       # other topics stay protobuf only
         decode(camel, events_pb2.Rating)
+
+
+@pytest.mark.parametrize("order", ["decision first", "rating first"])
+def test_a_rating_from_another_tenant_is_dead_lettered_and_the_owner_still_rates(order):
+    did = str(uuid.uuid4())
+    d = decision(did)
+    d.tenant = "acme"
+    foreign, own = rating(did, q=0.0), rating(did, q=0.9)
+    foreign.tenant, own.tenant = "globex", "acme"
+    events = [(join.DECISION, d), (join.RESULT, result(did)), (join.RATING, foreign)]
+    if order == "rating first":
+        events = [events[2], events[0], events[1]]
+    state, rewards, dead = feed(events + [(join.RATING, own)])
+    assert dead == ["tenant 'globex' may not rate a decision of tenant 'acme'"]
+    assert [r.quality for r in rewards] == [0.9]
+    unchecked = rating(str(uuid.uuid4()))                   # no tenant on the rating: auth off
+    d2 = decision(unchecked.decision_id)
+    d2.tenant = "acme"
+    _, rewards, dead = feed([(join.DECISION, d2), (join.RESULT, result(d2.decision_id)), (join.RATING, unchecked)])
+    assert len(rewards) == 1 and dead == []

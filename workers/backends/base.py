@@ -11,7 +11,13 @@ from proto import events_pb2
 
 
 class BackendError(Exception):
-    """The expert could not answer; the message becomes the result's error."""
+    """The expert could not answer; the message becomes the result's error. `retryable`:
+    a transient failure (connection, overload, 5xx) the worker may try again within the
+    request's deadline."""
+
+    def __init__(self, message: str, retryable: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass
