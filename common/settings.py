@@ -112,6 +112,7 @@ class RouterSettings(PolicySettings):
     max_query_chars: int = Field(default=32_768, ge=1)
     budget_per_query: float | None = Field(default=None, gt=0)   # mean cost cap, kept by pacing
     budget_step: float = Field(default=0.05, gt=0)
+    tenant_limits: dict[str, dict] = {}      # {"acme": {"rate_per_s": 5, "burst": 10, "budget_per_query": 0.002}}
     snapshot_poll_s: float = Field(default=1.0, gt=0)
     seed: int | None = None
     # Content parts (common/media.py): limits per part and per request; the gRPC message

@@ -25,6 +25,7 @@ from .live_policy import LivePolicy
 from .metrics import KEY_RELOADS
 from .owners import Owners
 from .replies import ReplyListener
+from .tenants import Limits, Tenants
 from .server import SERVICE, server_credentials, start_grpc
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,9 @@ class RouterApp:
         self.core = RouterCore(s, self.catalog, self.embedder, self.live, self.producer, self.replies,
                                PartStore(self.redis, s.redis_prefix, s.part_ttl_s),
                                Owners(self.redis, s.redis_prefix, s.owner_ttl_s))
-        self.core.auth = Authenticator(KeyRing.from_file(s.keys_file) if s.keys_file else None, s.auth)
+        ring = KeyRing.from_file(s.keys_file) if s.keys_file else None
+        self.core.auth = Authenticator(ring, s.auth)
+        self.core.tenants = Tenants(self._limits(ring), self.redis, s.redis_prefix, s.budget_step)
         self.key_watcher = FileWatcher(s.keys_file, s.catalog_poll_s, KeyRing.from_file, self.apply_keys,
                                        "keys file", KEY_RELOADS) if s.keys_file and s.catalog_poll_s else None
         if self.key_watcher:
@@ -92,8 +95,17 @@ class RouterApp:
     def _expert_topics(self, catalog: ExpertCatalog) -> dict[str, int]:
         return {self.s.expert_topic(e): self.s.topic_partitions for e in catalog.names}
 
+    def _limits(self, ring: KeyRing | None) -> dict[str, Limits]:
+        """BR_TENANT_LIMITS, overridden per tenant by the keys file's tables."""
+        limits = {t: Limits.parse(raw, f"BR_TENANT_LIMITS[{t!r}]") for t, raw in self.s.tenant_limits.items()}
+        for tenant, lim in (ring.limits if ring else {}).items():     # every known tenant gets its metrics label
+            limits[tenant] = lim if lim != Limits() else limits.get(tenant, Limits())
+        return limits
+
     async def apply_keys(self, ring: KeyRing) -> None:
+        limits = self._limits(ring)
         self.core.auth = Authenticator(ring, self.s.auth)
+        self.core.tenants.configure(limits)
 
     async def apply_catalog(self, catalog: ExpertCatalog) -> None:
         """A reloaded catalog: its request topics first, so a new expert is routable at once."""

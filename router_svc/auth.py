@@ -6,6 +6,9 @@ keys themselves:
     [tenants.acme]
     keys = ["sha256:9f86d081884c7d65..."]
     admin = false        # an admin key acts for any tenant and reads the dashboard
+    rate_per_s = 5       # optional limits (tenants.py): requests/s with a burst, mean cost per query
+    burst = 10
+    budget_per_query = 0.002
 
 A key is a random 32-byte token (`./run.sh keys add --tenant acme --file keys.toml` prints
 a new one once and adds its hash), so a plain SHA-256 is a safe way to keep it: there is
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PermissionDenied, Unauthenticated
+from .tenants import Limits
 
 HASHED = re.compile(r"^sha256:[0-9a-f]{64}$")
 TENANT = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
@@ -40,8 +44,8 @@ def hash_key(key: str) -> str:
 
 
 class KeyRing:
-    def __init__(self, tenants: dict[str, Tenant], hashes: dict[str, Tenant]):
-        self.tenants, self._by_hash = tenants, hashes
+    def __init__(self, tenants: dict[str, Tenant], hashes: dict[str, Tenant], limits: dict[str, Limits] | None = None):
+        self.tenants, self._by_hash, self.limits = tenants, hashes, limits or {}
 
     @classmethod
     def from_file(cls, path: Path) -> "KeyRing":
@@ -49,11 +53,12 @@ class KeyRing:
             doc = tomllib.loads(Path(path).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"keys file {path}: {exc}") from exc
-        tenants, hashes = {}, {}
+        tenants, hashes, limits = {}, {}, {}
         for name, entry in (doc.get("tenants") or {}).items():
             if not TENANT.match(name) or not isinstance(entry, dict):
                 raise ValueError(f"keys file {path}: tenant {name!r} must match {TENANT.pattern} and be a table")
             tenant = tenants[name] = Tenant(name, bool(entry.get("admin", False)))
+            limits[name] = Limits.parse(entry, f"keys file {path}: tenant {name!r}")
             for h in entry.get("keys", []):
                 if not isinstance(h, str) or not HASHED.match(h):
                     raise ValueError(f"keys file {path}: tenant {name!r}: keys are 'sha256:<64 hex>' hashes, "
@@ -61,7 +66,7 @@ class KeyRing:
                 if h in hashes:
                     raise ValueError(f"keys file {path}: a key hash is listed for {hashes[h].name!r} and {name!r}")
                 hashes[h] = tenant
-        return cls(tenants, hashes)
+        return cls(tenants, hashes, limits)
 
     def who(self, key: str) -> Tenant | None:
         return self._by_hash.get(hash_key(key))
@@ -126,6 +131,7 @@ def main(argv=None) -> None:
     lines = [line for line in text.splitlines() if line.startswith("#")][:20] + [""]   # keep the file's header
     for name, t in doc["tenants"].items():
         lines += [f'[tenants."{name}"]', f"admin = {'true' if t.get('admin') else 'false'}",
+                  *(f"{k} = {t[k]!r}" for k in ("rate_per_s", "burst", "budget_per_query") if k in t),
                   "keys = [" + ", ".join(f'"{h}"' for h in t.get("keys", [])) + "]", ""]
     args.file.write_text("\n".join(lines))
     print(key)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
@@ -37,10 +37,11 @@ from proto import events_pb2
 from . import metrics
 from .auth import Authenticator, Tenant
 from .breakers import Breakers
-from .errors import DeadlineExceeded, ExpertUnavailable, NotReady, Overloaded, PermissionDenied
+from .errors import DeadlineExceeded, ExpertUnavailable, NotReady, Overloaded, PermissionDenied, RoutingError
 from .live_policy import LivePolicy
 from .owners import Owners
 from .replies import ReplyListener
+from .tenants import Tenants
 from .validation import check_content, check_feedback, check_options, check_query
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class RouterCore:
         self.in_flight, self.max_in_flight = 0, settings.max_in_flight
         self.breakers = Breakers(settings.breaker_failures, settings.breaker_cooldown_s)
         self.auth = Authenticator(None, required=False)     # RouterApp sets the configured one
+        self.tenants = Tenants({}, None, "")                 # and the tenants' limits
         self.pacer = BudgetPacer(settings.budget_per_query, settings.budget_step) \
             if settings.budget_per_query else None
         self.set_catalog(catalog)
@@ -105,9 +107,23 @@ class RouterCore:
             metrics.IN_FLIGHT.set(self.in_flight)
 
     # -- decide -----------------------------------------------------------------
+    @asynccontextmanager
+    async def _tenant_call(self, tenant: str):
+        """The tenant's rate, then the call, counted by tenant and outcome."""
+        label = self.tenants.label(tenant)
+        try:
+            await self.tenants.admit(tenant)
+            yield
+        except RoutingError as exc:
+            if not isinstance(exc, Overloaded):       # the limiter counts its own refusals
+                metrics.TENANT_REQUESTS.labels(label, exc.code.name.lower()).inc()
+            raise
+        metrics.TENANT_REQUESTS.labels(label, "ok").inc()
+
     async def decide(self, query: str, options, mode: int, parts=()) -> Decision:
         with self._admitted():
-            return await self._decide(query, options, mode, parts)
+            async with self._tenant_call(options.tenant):
+                return await self._decide(query, options, mode, parts)
 
     async def _decide(self, query: str, options, mode: int, parts=()) -> Decision:
         check_query(query, self.s.max_query_chars, has_parts=bool(parts))
@@ -119,6 +135,7 @@ class RouterCore:
             raise ExpertUnavailable(f"every eligible expert's circuit breaker is open ({', '.join(shut)}: repeated "
                                     f"failures); retry after {wait:.1f}s", retry_after_s=max(wait, 0.1))
         cost_weight = options.cost_weight if options.HasField("cost_weight") else self.s.default_cost_weight
+        cost_weight = self.tenants.weight(options.tenant, cost_weight)
         if self.pacer:
             cost_weight = self.pacer.weight(cost_weight)
         features, text = await asyncio.to_thread(describe_media, media, query) if media else ({}, query)
@@ -155,17 +172,20 @@ class RouterCore:
     async def log_decision(self, decision: Decision) -> None:
         await self._send(self.s.decisions_topic, decision.event.decision_id, decision.event)
         self._note_owner(decision.event)
-        if self.pacer and decision.event.mode == events_pb2.DECISION_MODE_DECIDE:
+        if decision.event.mode == events_pb2.DECISION_MODE_DECIDE:
             # The caller pays later; pace on what the policy expects the choice to cost.
-            self.pacer.observe(max(decision.choice.scores.get(decision.event.chosen_expert,
-                                                              _NO_SCORE).estimated_cost, 0.0))
+            expected = max(decision.choice.scores.get(decision.event.chosen_expert, _NO_SCORE).estimated_cost, 0.0)
+            self.tenants.spent(decision.event.tenant, expected)
+            if self.pacer:
+                self.pacer.observe(expected)
 
     # -- route ------------------------------------------------------------------
     async def route(self, query: str, options, timeout_s: float, parts=(),
                     on_piece: Callable[[events_pb2.ExpertResult], None] | None = None) -> Routed:
         """Decide, dispatch, wait, fall back. `on_piece`: stream the answer's pieces to it."""
         with self._admitted():
-            return await self._route(query, options, timeout_s, parts, on_piece)
+            async with self._tenant_call(options.tenant):
+                return await self._route(query, options, timeout_s, parts, on_piece)
 
     async def route_stream(self, query: str, options, timeout_s: float,
                            parts=()) -> AsyncIterator[events_pb2.ExpertResult | Routed]:
@@ -252,6 +272,7 @@ class RouterCore:
                            decision.event.decision_id) from exc
 
     def _served(self, decision: Decision, result: events_pb2.ExpertResult) -> Routed:
+        self.tenants.spent(decision.event.tenant, result.cost)
         if self.pacer:
             self.pacer.observe(result.cost)
         return Routed(decision, result)

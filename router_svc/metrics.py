@@ -15,3 +15,9 @@ CIRCUIT = Gauge("router_circuit_state", "An expert's breaker: 0 closed, 1 half-o
 CIRCUIT_OPENED = Counter("router_circuit_opened_total", "Times an expert's breaker opened", ["expert"])
 KEY_RELOADS = Counter("router_keys_reloads_total", "API keys file reloads by outcome", ["outcome"])
 UNAUTHENTICATED = Counter("router_unauthenticated_total", "Calls refused for a missing or unknown key")
+TENANT_REQUESTS = Counter("router_tenant_requests_total", "Route/Decide calls by tenant (configured ones; "
+                          "'other' for the rest) and outcome", ["tenant", "outcome"])
+TENANT_COST = Counter("router_tenant_cost_total", "What a tenant's served answers cost (estimated for Decide)",
+                      ["tenant"])
+TENANT_COST_WEIGHT = Gauge("router_tenant_pacing_weight", "The cost weight a tenant's budget adds now", ["tenant"])
+RATE_LIMITER_ERRORS = Counter("router_rate_limiter_errors_total", "Rate checks let through: Redis unreachable")

@@ -45,3 +45,18 @@ def test_minted_keys_authenticate_and_pin_the_tenant(tmp_path, capsys):
     path.write_text("[tenants")
     with pytest.raises(ValueError):
         auth.main(["add", "--tenant", "acme", "--file", str(path)])      # never extends a broken file
+
+
+def test_limits_ride_in_the_keys_file_and_bad_ones_are_named(tmp_path, capsys):
+    path = tmp_path / "keys.toml"
+    path.write_text('[tenants.acme]\nrate_per_s = 5\nburst = 10\nbudget_per_query = 0.002\nkeys = []\n')
+    auth.main(["add", "--tenant", "acme", "--file", str(path)])     # minting keeps the limits
+    capsys.readouterr()
+    ring = auth.KeyRing.from_file(path)
+    assert ring.limits["acme"] == auth.Limits(rate_per_s=5, burst=10, budget_per_query=0.002)
+    assert len(ring._by_hash) == 1
+    for bad, message in (("rate_per_s = -1", "rate_per_s must be a number > 0"), ("burst = 3", "burst needs rate_per_s"),
+                         ("budget = 1", "unknown limit")):
+        path.write_text(f"[tenants.acme]\n{bad}\nkeys = []\n")
+        with pytest.raises(ValueError, match=message):
+            auth.KeyRing.from_file(path)
