@@ -4,8 +4,9 @@ closed: the expert is eligible. After `failures` consecutive failed or timed-out
 the breaker opens: the expert is left out of every decision for `cooldown_s` (its
 requests go to the others, or fail at once when it was the only one allowed). Then
 half-open: it is eligible again and the next request sent to it is a probe; the probe's
-success closes the breaker, its failure opens it for another cool-down. Each replica
-judges from its own traffic; the state shows in ListExperts and `router_circuit_state`.
+success closes the breaker, its failure opens it for another cool-down. The last expert
+whose breaker is not open never opens (everything failing at once is the platform's
+failure, not the experts'). Each replica judges from its own traffic; the state shows in ListExperts and `router_circuit_state`.
 """
 from __future__ import annotations
 
@@ -47,14 +48,14 @@ class Breaker:
         if self.state == HALF_OPEN:
             self.probing = True
 
-    def record(self, ok: bool) -> bool:
+    def record(self, ok: bool, may_open: bool = True) -> bool:
         """An answer (or its absence) from the expert; True when this opened the breaker."""
         state, self.probing = self.state, False
         if ok:
             self.streak, self._state = 0, CLOSED
             return False
         self.streak += 1
-        if state == HALF_OPEN or (state == CLOSED and self.streak >= self.failures):
+        if may_open and (state == HALF_OPEN or (state == CLOSED and self.streak >= self.failures)):
             self._state, self.opened_at = OPEN, self.clock()
             return True
         return False
@@ -95,10 +96,16 @@ class Breakers:
         if self.failures:
             self._get(expert).probing = False
 
-    def record(self, expert: str, ok: bool) -> None:
+    def record(self, expert: str, ok: bool, fleet: list[str] = ()) -> None:
+        """`fleet`: every configured expert. The last one whose breaker is not open never
+        opens: when everything fails at once the platform is failing (a slow broker, an
+        overloaded host), and shutting every door would turn a slowdown into an outage."""
         if not self.failures:
             return
         breaker = self._get(expert)
-        if breaker.record(ok):
+        last = bool(fleet) and all(self.state(e) == OPEN for e in fleet if e != expert)
+        if breaker.record(ok, may_open=not last):
             metrics.CIRCUIT_OPENED.labels(expert).inc()
+        elif last and not ok and breaker.streak >= self.failures:
+            metrics.CIRCUIT_KEPT.labels(expert).inc()
         metrics.CIRCUIT.labels(expert).set(LEVEL[breaker.state])

@@ -238,7 +238,7 @@ class RouterCore:
         log.info("decision %s: %s %s, falling back to %s", did, chosen, reason, self.fallback)
         fb = await self._ask(decision, query, options, self.fallback, 1, deadline - time.monotonic(), deadline, relay_to)
         if fb is None:
-            self.breakers.record(self.fallback, False)
+            self.breakers.record(self.fallback, False, self.catalog.names)
             raise DeadlineExceeded(f"neither {chosen!r} nor fallback {self.fallback!r} answered "
                                    f"before the deadline; decision_id={did}", did)
         if not fb.ok:
@@ -258,7 +258,7 @@ class RouterCore:
         except NotReady:
             self.breakers.release(chosen)
             raise
-        self.breakers.record(chosen, False)
+        self.breakers.record(chosen, False, self.catalog.names)
 
     async def _store_parts(self, decision: Decision, timeout_s: float) -> None:
         """Claim check: the parts go to Redis once; the expert requests carry their refs."""
@@ -316,7 +316,7 @@ class RouterCore:
                 done, _ = await asyncio.wait({fut}, timeout=max(deadline - time.monotonic(), 0.001))
             result = fut.result() if done else None
             if result is not None:       # a timeout is judged by the caller (see _timed_out)
-                self.breakers.record(expert, result.ok)
+                self.breakers.record(expert, result.ok, self.catalog.names)
             finished = True
             return result
         finally:

@@ -21,3 +21,5 @@ TENANT_COST = Counter("router_tenant_cost_total", "What a tenant's served answer
                       ["tenant"])
 TENANT_COST_WEIGHT = Gauge("router_tenant_pacing_weight", "The cost weight a tenant's budget adds now", ["tenant"])
 RATE_LIMITER_ERRORS = Counter("router_rate_limiter_errors_total", "Rate checks let through: Redis unreachable")
+CIRCUIT_KEPT = Counter("router_circuit_kept_closed_total", "Failures that would have opened the last closed "
+                       "breaker (kept closed: every other expert's is open)", ["expert"])

@@ -120,7 +120,7 @@ class ExpertPool:
             metrics.EXPIRED.labels(self.expert.name).inc()   # the router has already timed out
             return
         claim_ms = req.deadline_ms - now + 5_000 if req.deadline_ms else int(self.s.claim_ttl_s * 1000)
-        claim = await self.ledger.claim(req.request_id, claim_ms)
+        claim = await self.ledger.claim(req.request_id, claim_ms, req.deadline_ms)
         if claim.state == "busy":                            # another worker is answering it
             metrics.DUPLICATES.labels(self.expert.name).inc()
             log.info("%s: request %s is being answered by %s", self.expert.name, req.request_id, claim.holder)
@@ -132,11 +132,12 @@ class ExpertPool:
             async with self.limit:
                 result = await self._call(req)
             payload = result.SerializeToString()
-            await self.ledger.record(req.request_id, payload)
         key = req.decision_id.encode()
         sends = [self.producer.send_and_wait(self.s.results_topic, payload, key=key)]
         if req.reply_topic:
             sends.append(self.producer.send_and_wait(req.reply_topic, payload, key=key))
+        if claim.state == "claimed":     # the reply does not wait for the ledger; the commit does
+            sends.append(self.ledger.record(req.request_id, payload))
         await asyncio.gather(*sends)
         self._answered[req.request_id] = None
         if len(self._answered) > 100_000:

@@ -43,3 +43,17 @@ def test_failures_zero_turns_breakers_off():
     for _ in range(100):
         b.record("x", False)
     assert b.state("x") == CLOSED and b.split(["x"]) == (["x"], [])
+
+
+def test_the_last_closed_breaker_never_opens():
+    """Everything failing at once is the platform's failure: one expert stays eligible."""
+    b = Breakers(failures=2, cooldown_s=10, clock=Clock())
+    fleet = ["x", "y"]
+    for _ in range(2):
+        b.record("x", False, fleet)
+    assert b.state("x") == OPEN
+    for _ in range(5):
+        b.record("y", False, fleet)
+    assert b.state("y") == CLOSED and b.split(fleet) == (["y"], ["x"])
+    b.record("y", True, fleet)
+    assert b.state("y") == CLOSED
