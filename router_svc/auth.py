@@ -26,6 +26,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import metrics
 from .errors import PermissionDenied, Unauthenticated
 from .tenants import Limits
 
@@ -81,17 +82,22 @@ class Authenticator:
         self.ring, self.required = ring, required
 
     def caller(self, authorization: str | None) -> Tenant | None:
+        """The tenant of the `authorization` header or metadata; a refusal is counted here,
+        for both doors."""
         if not self.required:
             return None
+        scheme, _, key = (authorization or "").strip().partition(" ")
         if not authorization:
-            raise Unauthenticated("an API key is required: send 'authorization: Bearer <key>'")
-        scheme, _, key = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthenticated("the authorization must be 'Bearer <key>'")
-        tenant = self.ring.who(key.strip())
-        if tenant is None:
-            raise Unauthenticated("unknown API key")
-        return tenant
+            why = "an API key is required: send 'authorization: Bearer <key>'"
+        elif scheme.lower() != "bearer" or not key.strip():
+            why = "the authorization must be 'Bearer <key>'"
+        else:
+            tenant = self.ring.who(key.strip())
+            if tenant is not None:
+                return tenant
+            why = "unknown API key"
+        metrics.UNAUTHENTICATED.inc()
+        raise Unauthenticated(why)
 
     @staticmethod
     def act_for(caller: Tenant | None, options) -> None:
