@@ -4,10 +4,12 @@
 #   ./run.sh test [pytest args]       install everything, check generated code, run the tests
 #   ./run.sh stack                    install everything, run the local stack until Ctrl-C
 #   ./run.sh bench                    benchmarks (bench/): ratios against a baseline run beside them
+#   ./run.sh bench soak --minutes M   the whole stack at a fixed rate while its parts are killed
 #   ./run.sh replay --data F --out D  replay a routing data set through the policies (simulations/)
 #   ./run.sh export-logs / ope ...    export logged decisions from Kafka / estimate a policy on them
 #   ./run.sh warmstart --data F ...   train a policy on labelled rows, publish it as the first snapshot
-#   ./run.sh rollback [--to V]        serve an earlier policy snapshot (--list shows the retained ones)
+#   ./run.sh promote --candidate NAME serve a shadow policy if the logged traffic shows it is better
+#   ./run.sh rollback [--to V]        serve an earlier policy snapshot (--promotion: undo a promotion)
 #   ./run.sh keys add --tenant T --file F  mint an API key for a tenant (prints it once; F keeps its hash)
 #   ./run.sh setup                    install only
 # The Python environment lives in $BR_CACHE_DIR (default ~/.cache/bandit-router), keyed by
@@ -53,11 +55,17 @@ case "$cmd" in
   setup) setup ;;
   demo)  setup; exec "$VENV/bin/python" -m stack.demo "$@" ;;
   stack) setup; exec "$VENV/bin/python" -m stack.cli "$@" ;;
-  bench) setup; exec "$VENV/bin/python" -m bench.policies "$@" ;;
+  bench)
+    setup
+    case "${1:-}" in
+      soak) shift; exec "$VENV/bin/python" -m bench.soak "$@" ;;
+      *) exec "$VENV/bin/python" -m bench.policies "$@" ;;
+    esac ;;
   replay) setup; exec "$VENV/bin/python" -m simulations.replay "$@" ;;
   export-logs) setup; exec "$VENV/bin/python" -m simulations.logs "$@" ;;
   ope) setup; exec "$VENV/bin/python" -m simulations.offpolicy "$@" ;;
   warmstart) setup; exec "$VENV/bin/python" -m simulations.warmstart "$@" ;;
+  promote) setup; exec "$VENV/bin/python" -m simulations.promote "$@" ;;
   rollback) setup; exec "$VENV/bin/python" -m feedback.rollback "$@" ;;
   keys) setup; exec "$VENV/bin/python" -m router_svc.auth "$@" ;;
   test)

@@ -6,8 +6,10 @@ build them directly with keyword arguments.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -62,6 +64,10 @@ class InfraSettings(BaseSettings):
     def dead_letter_topic(self) -> str:
         return self.topic("dead.letters")
 
+    @property
+    def audit_topic(self) -> str:
+        return self.topic("router.audit")
+
     def expert_topic(self, expert: str) -> str:
         return self.topic(f"experts.{expert}.requests")
 
@@ -73,12 +79,51 @@ class InfraSettings(BaseSettings):
         return f"br:{self.topic_prefix}"
 
 
+_SPEC_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A named policy: `name` keys its snapshots in Redis and is what decisions log;
+    `kind` is the registered policy class, `params` its hyperparameters."""
+
+    name: str
+    kind: str
+    params: dict = field(default_factory=dict)
+
+
 class PolicySettings(InfraSettings):
-    """The policy routers, learners and tools must agree on (BR_POLICY, BR_POLICY_PARAMS)."""
+    """The policies routers, learners and tools must agree on: BR_POLICY (with
+    BR_POLICY_PARAMS) serves until a promotion names another; BR_SHADOW_POLICIES run
+    beside it on every decision, serve nothing, and learn from the same rewards."""
 
     model_config = _env()
     policy: str = "linucb"
     policy_params: dict = Field(default_factory=dict)
+    # {"lints": {}, "lints_wide": {"policy": "lints", "params": {"alpha": 2.0}}}; a name
+    # without "policy" is the registered policy of that name.
+    shadow_policies: dict[str, dict] = {}
+
+    @model_validator(mode="after")
+    def _shadow_specs(self):
+        for name, spec in self.shadow_policies.items():
+            if not _SPEC_NAME.fullmatch(name):
+                raise ValueError(f"shadow policy name {name!r} must be 1 to 64 of A-Z a-z 0-9 _ . -")
+            if name == self.policy:
+                raise ValueError(f"shadow policy {name!r} has the serving policy's name (BR_POLICY)")
+            if not isinstance(spec, dict) or set(spec) - {"policy", "params"} \
+                    or not isinstance(spec.get("params", {}), dict):
+                raise ValueError(f"shadow policy {name!r} must be {{\"policy\": NAME, \"params\": {{...}}}}, "
+                                 f"got {spec!r}")
+        return self
+
+    @property
+    def policy_specs(self) -> dict[str, PolicySpec]:
+        """Every configured policy by name, BR_POLICY's first."""
+        specs = {self.policy: PolicySpec(self.policy, self.policy, dict(self.policy_params))}
+        for name, spec in self.shadow_policies.items():
+            specs[name] = PolicySpec(name, spec.get("policy", name), dict(spec.get("params", {})))
+        return specs
 
 
 class RouterSettings(PolicySettings):

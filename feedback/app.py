@@ -1,7 +1,9 @@
 """The feedback service: the join and the learner, each a consumer group on plain aiokafka.
 
 join (join_loop.py): decisions + results + ratings -> rewards, per-decision state in
-Redis; learner (rewards_in.py): router.rewards -> policy snapshots in Redis. Both commit
+Redis; learners (rewards_in.py): router.rewards -> policy snapshots in Redis, one
+consumer group per configured policy (the serving one and its shadows learn from the
+same rewards, each at its own pace and with its own exactly-once record). All commit
 offsets only after what they did is durable, so a SIGKILL at any moment loses nothing
 and a restart is ready once it holds its group assignments (no state to replay).
 """
@@ -31,18 +33,32 @@ class FeedbackApp:
         await ensure_topics(s.kafka_bootstrap, {t: s.topic_partitions for t in (
             s.decisions_topic, s.results_topic, s.ratings_topic, s.rewards_topic, s.dead_letter_topic)})
         self.redis = connect(s.redis_url)
-        store = SnapshotStore(self.redis, s.redis_prefix, s.policy)
-        self.learner = Learner(lambda: make_policy(s.policy, self.dim, s.policy_params), store, s.seen_ttl_s)
+        self.learners: dict[str, RewardConsumer] = {}
+        for name, spec in s.policy_specs.items():
+            learner = Learner(lambda spec=spec: make_policy(spec.kind, self.dim, spec.params),
+                              SnapshotStore(self.redis, s.redis_prefix, name), s.seen_ttl_s)
+            # BR_POLICY's group keeps its historical name; only its learner dead-letters
+            # a malformed reward (once, not once per policy).
+            first = name == s.policy
+            self.learners[name] = RewardConsumer(s, learner, self.dim, group_suffix="" if first else f"-{name}",
+                                                 dead_letters=first)
         self.join = JoinLoop(s, JoinStore(self.redis, s.redis_prefix))
-        self.rewards = RewardConsumer(s, self.learner, self.dim)
         await self.join.start()
-        await self.rewards.start()
-        # Ready = both hold their assignments: a dead predecessor's partitions are ours.
+        for consumer in self.learners.values():
+            await consumer.start()
+        # Ready = every group holds its assignments: a dead predecessor's partitions are ours.
         await self.join.membership.wait(join_timeout_s)
-        await self.rewards.membership.wait(join_timeout_s)
+        for consumer in self.learners.values():
+            await consumer.membership.wait(join_timeout_s)
         return self
+
+    @property
+    def learner(self) -> Learner:
+        """BR_POLICY's learner."""
+        return self.learners[self.s.policy].learner
 
     async def stop(self) -> None:
         await self.join.stop()
-        await self.rewards.stop()
+        for consumer in self.learners.values():
+            await consumer.stop()
         await stop_within(self.redis.aclose(), 5, "feedback redis client")

@@ -57,11 +57,13 @@ class _ResumeFromRedis(GroupMembership):
 
 
 class RewardConsumer:
-    def __init__(self, s: FeedbackSettings, learner: Learner, dim: int):
+    def __init__(self, s: FeedbackSettings, learner: Learner, dim: int, group_suffix: str = "",
+                 dead_letters: bool = True):
         self.s = s
         self.learner = learner
         self.dim = dim
-        self.membership = _ResumeFromRedis(self, f"{s.app_id}-learner")
+        self.dead_letters = dead_letters
+        self.membership = _ResumeFromRedis(self, f"{s.app_id}-learner{group_suffix}")
         self._reassigned = False     # set by the rebalance listener, acted on between batches
         self._task: asyncio.Task | None = None
 
@@ -108,6 +110,8 @@ class RewardConsumer:
                         try:
                             good.append(check_reward(rec.value, self.dim))
                         except BadEvent as exc:
+                            if not self.dead_letters:
+                                continue
                             DEAD.labels(rec.topic).inc()
                             await send_dead_letter(self.producer, self.s.dead_letter_topic, dead_letter(
                                 source_topic=rec.topic, partition=rec.partition, offset=rec.offset,

@@ -29,7 +29,7 @@ class ScoreParts(_message.Message):
     def __init__(self, estimated_quality: _Optional[float] = ..., estimated_cost: _Optional[float] = ..., exploration_bonus: _Optional[float] = ..., score: _Optional[float] = ...) -> None: ...
 
 class DecisionEvent(_message.Message):
-    __slots__ = ("decision_id", "ts_ms", "mode", "tenant", "modality", "context", "chosen_expert", "propensity", "probabilities", "scores", "policy_name", "policy_version", "embedding_model", "feature_version", "cost_weight", "router_id", "query_chars", "hints", "prices", "parts")
+    __slots__ = ("decision_id", "ts_ms", "mode", "tenant", "modality", "context", "chosen_expert", "propensity", "probabilities", "scores", "policy_name", "policy_version", "embedding_model", "feature_version", "cost_weight", "router_id", "query_chars", "hints", "prices", "parts", "shadows")
     class ProbabilitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,13 @@ class DecisionEvent(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class ShadowsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ShadowChoice
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ShadowChoice, _Mapping]] = ...) -> None: ...
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     TS_MS_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +85,7 @@ class DecisionEvent(_message.Message):
     HINTS_FIELD_NUMBER: _ClassVar[int]
     PRICES_FIELD_NUMBER: _ClassVar[int]
     PARTS_FIELD_NUMBER: _ClassVar[int]
+    SHADOWS_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     ts_ms: int
     mode: DecisionMode
@@ -98,7 +106,25 @@ class DecisionEvent(_message.Message):
     hints: _containers.ScalarMap[str, str]
     prices: _containers.ScalarMap[str, float]
     parts: _containers.RepeatedCompositeFieldContainer[PartRef]
-    def __init__(self, decision_id: _Optional[str] = ..., ts_ms: _Optional[int] = ..., mode: _Optional[_Union[DecisionMode, str]] = ..., tenant: _Optional[str] = ..., modality: _Optional[str] = ..., context: _Optional[_Iterable[float]] = ..., chosen_expert: _Optional[str] = ..., propensity: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., scores: _Optional[_Mapping[str, ScoreParts]] = ..., policy_name: _Optional[str] = ..., policy_version: _Optional[int] = ..., embedding_model: _Optional[str] = ..., feature_version: _Optional[str] = ..., cost_weight: _Optional[float] = ..., router_id: _Optional[str] = ..., query_chars: _Optional[int] = ..., hints: _Optional[_Mapping[str, str]] = ..., prices: _Optional[_Mapping[str, float]] = ..., parts: _Optional[_Iterable[_Union[PartRef, _Mapping]]] = ...) -> None: ...
+    shadows: _containers.MessageMap[str, ShadowChoice]
+    def __init__(self, decision_id: _Optional[str] = ..., ts_ms: _Optional[int] = ..., mode: _Optional[_Union[DecisionMode, str]] = ..., tenant: _Optional[str] = ..., modality: _Optional[str] = ..., context: _Optional[_Iterable[float]] = ..., chosen_expert: _Optional[str] = ..., propensity: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., scores: _Optional[_Mapping[str, ScoreParts]] = ..., policy_name: _Optional[str] = ..., policy_version: _Optional[int] = ..., embedding_model: _Optional[str] = ..., feature_version: _Optional[str] = ..., cost_weight: _Optional[float] = ..., router_id: _Optional[str] = ..., query_chars: _Optional[int] = ..., hints: _Optional[_Mapping[str, str]] = ..., prices: _Optional[_Mapping[str, float]] = ..., parts: _Optional[_Iterable[_Union[PartRef, _Mapping]]] = ..., shadows: _Optional[_Mapping[str, ShadowChoice]] = ...) -> None: ...
+
+class ShadowChoice(_message.Message):
+    __slots__ = ("expert", "probabilities", "policy_version")
+    class ProbabilitiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    EXPERT_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    expert: str
+    probabilities: _containers.ScalarMap[str, float]
+    policy_version: int
+    def __init__(self, expert: _Optional[str] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., policy_version: _Optional[int] = ...) -> None: ...
 
 class PartRef(_message.Message):
     __slots__ = ("sha256", "media_type", "size", "name")
@@ -270,3 +296,34 @@ class JoinState(_message.Message):
     seen_event_ids: _containers.RepeatedScalarFieldContainer[str]
     reward: RewardEvent
     def __init__(self, decision: _Optional[_Union[DecisionEvent, _Mapping]] = ..., result: _Optional[_Union[ExpertResult, _Mapping]] = ..., rating: _Optional[_Union[Rating, _Mapping]] = ..., rewarded: _Optional[bool] = ..., expired: _Optional[bool] = ..., first_seen_ms: _Optional[int] = ..., seen_event_ids: _Optional[_Iterable[str]] = ..., reward: _Optional[_Union[RewardEvent, _Mapping]] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("audit_id", "ts_ms", "action", "actor", "from_policy", "to_policy", "from_version", "to_version", "reason", "figures")
+    class FiguresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    AUDIT_ID_FIELD_NUMBER: _ClassVar[int]
+    TS_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    FROM_POLICY_FIELD_NUMBER: _ClassVar[int]
+    TO_POLICY_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FIGURES_FIELD_NUMBER: _ClassVar[int]
+    audit_id: str
+    ts_ms: int
+    action: str
+    actor: str
+    from_policy: str
+    to_policy: str
+    from_version: int
+    to_version: int
+    reason: str
+    figures: _containers.ScalarMap[str, float]
+    def __init__(self, audit_id: _Optional[str] = ..., ts_ms: _Optional[int] = ..., action: _Optional[str] = ..., actor: _Optional[str] = ..., from_policy: _Optional[str] = ..., to_policy: _Optional[str] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., reason: _Optional[str] = ..., figures: _Optional[_Mapping[str, float]] = ...) -> None: ...

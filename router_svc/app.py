@@ -14,6 +14,7 @@ from common.experts import ExpertCatalog
 from common.kafka import ensure_topics, make_producer
 from common.lifecycle import stop_within
 from common.redis_client import connect
+from common.serving import ServingPointer
 from common.settings import RouterSettings
 from common.snapshots import SnapshotStore
 
@@ -24,6 +25,7 @@ from .http_api import start_http
 from .live_policy import LivePolicy
 from .metrics import KEY_RELOADS
 from .owners import Owners
+from .policy_set import PolicySet
 from .replies import ReplyListener
 from .tenants import Limits, Tenants
 from .server import SERVICE, server_credentials, start_grpc
@@ -58,10 +60,14 @@ class RouterApp:
         self.replies = ReplyListener(s.kafka_bootstrap, reply_topic)
         await self.replies.start()
         self.redis = connect(s.redis_url)
-        policy = make_policy(s.policy, context_dim(self.embedder.dim), s.policy_params, s.seed)
-        self.live = LivePolicy(policy, SnapshotStore(self.redis, s.redis_prefix, s.policy), s.snapshot_poll_s)
-        await self.live.start()
-        self.core = RouterCore(s, self.catalog, self.embedder, self.live, self.producer, self.replies,
+        dim = context_dim(self.embedder.dim)
+        self.policies = PolicySet({
+            name: LivePolicy(make_policy(spec.kind, dim, spec.params, s.seed),
+                             SnapshotStore(self.redis, s.redis_prefix, name), s.snapshot_poll_s, name)
+            for name, spec in s.policy_specs.items()}, ServingPointer(self.redis, s.redis_prefix, s.policy),
+            s.snapshot_poll_s)
+        await self.policies.start()
+        self.core = RouterCore(s, self.catalog, self.embedder, self.policies, self.producer, self.replies,
                                PartStore(self.redis, s.redis_prefix, s.part_ttl_s),
                                Owners(self.redis, s.redis_prefix, s.owner_ttl_s))
         ring = KeyRing.from_file(s.keys_file) if s.keys_file else None
@@ -84,9 +90,14 @@ class RouterApp:
             if s.experts_file and s.catalog_poll_s else None
         if self.watcher:
             self.watcher.start()
-        log.info("router %s serving on %s:%d (policy %s v%d)", s.router_id, s.host, self.port,
-                 s.policy, self.live.version)
+        log.info("router %s serving on %s:%d (policy %s v%d; shadows %s)", s.router_id, s.host, self.port,
+                 self.live.name, self.live.version, sorted(set(self.policies.lives) - {self.live.name}) or "none")
         return self
+
+    @property
+    def live(self):
+        """The serving policy."""
+        return self.policies.serving
 
     def _premium_name(self) -> str:
         premium = self.core.catalog.premium
@@ -125,7 +136,7 @@ class RouterApp:
         if self.feed:
             await stop_within(self.feed.stop(), 15, "dashboard feed")
         await self.server.stop(grace)
-        await self.live.stop()
+        await self.policies.stop()
         await stop_within(self.replies.stop(), 15, "reply listener")
         await stop_within(self.producer.stop(), 15, "router producer")
         await self.embedder.stop()

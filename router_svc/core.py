@@ -38,8 +38,8 @@ from . import metrics
 from .auth import Authenticator, Tenant
 from .breakers import Breakers
 from .errors import DeadlineExceeded, ExpertUnavailable, NotReady, Overloaded, PermissionDenied, RoutingError
-from .live_policy import LivePolicy
 from .owners import Owners
+from .policy_set import PolicySet
 from .replies import ReplyListener
 from .tenants import Tenants
 from .validation import check_content, check_feedback, check_options, check_query
@@ -64,12 +64,12 @@ class Routed:
 
 class RouterCore:
     def __init__(self, settings: RouterSettings, catalog: ExpertCatalog, embedder: Embedder,
-                 live: LivePolicy, producer: AIOKafkaProducer, replies: ReplyListener, parts: PartStore,
+                 policies: PolicySet, producer: AIOKafkaProducer, replies: ReplyListener, parts: PartStore,
                  owners: Owners | None = None):
         self.s = settings
         self.parts, self.owners = parts, owners
         self.embedder = embedder
-        self.live = live
+        self.policies = policies
         self.producer = producer
         self.replies = replies
         self.in_flight, self.max_in_flight = 0, settings.max_in_flight
@@ -144,15 +144,17 @@ class RouterCore:
             embedding = joint(embedding, await asyncio.to_thread(self._image_vectors, media))
         x = build_context(embedding, query, modality, options.hints, features)
         prices = {e: self.catalog[e].expected_cost(len(query)) for e in eligible}
-        choice = self.live.policy.select(x, eligible, cost_weight, prices)
+        serving = self.policies.serving
+        choice = serving.policy.select(x, eligible, cost_weight, prices)
         event = events_pb2.DecisionEvent(
             decision_id=str(uuid.uuid4()), ts_ms=now_ms(), mode=mode, tenant=options.tenant,
             modality=modality, context=x.tolist(), chosen_expert=choice.expert,
             propensity=choice.propensity, probabilities=choice.probabilities,
-            policy_name=self.live.policy.name, policy_version=self.live.version,
+            policy_name=serving.name, policy_version=serving.version,
             embedding_model=self.embedder.version, feature_version=FEATURE_VERSION,
             cost_weight=cost_weight, router_id=self.s.router_id, query_chars=len(query),
-            hints=options.hints, prices=prices, parts=[part_ref(p) for p in media])
+            hints=options.hints, prices=prices, parts=[part_ref(p) for p in media],
+            shadows=self.policies.shadow_choices(x, eligible, cost_weight, prices))
         for name, sc in choice.scores.items():
             event.scores[name].CopyFrom(events_pb2.ScoreParts(
                 estimated_quality=sc.estimated_quality, estimated_cost=sc.estimated_cost,
@@ -354,4 +356,4 @@ class RouterCore:
         return rating.rating_id
 
     def expert_updates(self) -> dict[str, int]:
-        return dict(self.live.policy.counts)
+        return dict(self.policies.serving.policy.counts)

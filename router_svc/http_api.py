@@ -333,8 +333,9 @@ class HTTPDoor:
         return JSONResponse(self.board.snapshot(), headers={"cache-control": "no-store"})
 
     async def health(self, request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "policy": self.core.live.policy.name,
-                             "policy_version": self.core.live.version})
+        serving = self.core.policies.serving
+        return JSONResponse({"status": "ok", "policy": serving.name, "policy_version": serving.version,
+                             "shadows": sorted(n for n in self.core.policies.lives if n != serving.name)})
 
 
 async def start_http(core: RouterCore, host: str, port: int, board: Board | None = None):

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 
 
 class LivePolicy:
-    def __init__(self, policy: Policy, store: SnapshotStore, poll_s: float = 1.0):
+    def __init__(self, policy: Policy, store: SnapshotStore, poll_s: float = 1.0, name: str = ""):
         self.policy = policy
+        self.name = name or policy.name      # the configured name: what decisions log, what keys Redis
         self.store = store
         self.poll_s = poll_s
         self.version = 0
@@ -51,8 +52,8 @@ class LivePolicy:
         # Parts that left the manifest (an expert removed by a rollback) are dropped from `have`.
         self._have = dict(snap.manifest)
         self.version = snap.version
-        metrics.POLICY_VERSION.set(snap.version)
-        log.info("policy %s now at version %d", self.policy.name, self.version)
+        metrics.POLICY_VERSION.labels(self.name).set(snap.version)
+        log.info("policy %s now at version %d", self.name, self.version)
         return True
 
     async def _watch(self) -> None:

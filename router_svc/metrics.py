@@ -6,7 +6,10 @@ DECISIONS = Counter("router_decisions_total", "Decisions by chosen expert", ["ex
 FALLBACKS = Counter("router_fallbacks_total", "Requests served by the fallback expert", ["chosen", "reason"])
 LATE_REPLIES = Counter("router_late_replies_total", "Replies nobody waited for (late or duplicate)")
 BAD_REPLIES = Counter("router_bad_replies_total", "Undecodable replies")
-POLICY_VERSION = Gauge("router_policy_version", "Snapshot version the router serves")
+POLICY_VERSION = Gauge("router_policy_version", "Snapshot version the router holds of each policy", ["policy"])
+SERVING = Gauge("router_serving_policy", "1 for the policy that serves, 0 for those in shadow", ["policy"])
+SHADOW_ERRORS = Counter("router_shadow_errors_total", "Shadow policy selections that raised (the request "
+                        "was served regardless)", ["policy"])
 LATENCY = Histogram("router_route_seconds", "End-to-end Route latency",
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 SHED = Counter("router_shed_total", "Requests refused at capacity (RESOURCE_EXHAUSTED / 429)")

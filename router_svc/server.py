@@ -131,7 +131,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
                 max_concurrency=e.max_concurrency, premium=e.premium, updates=updates.get(e.name, 0),
                 circuit=self.core.breakers.state(e.name))
                 for e in self.core.catalog],
-            policy_name=self.core.live.policy.name, policy_version=self.core.live.version,
+            policy_name=self.core.policies.serving.name, policy_version=self.core.policies.serving.version,
             embedding_model=self.core.embedder.version)
 
 

@@ -21,7 +21,7 @@ from common.settings import InfraSettings
 from proto import events_pb2
 
 
-async def _read_all(bootstrap: str, topic: str, cls) -> list:
+async def read_all(bootstrap: str, topic: str, cls) -> list:
     """Every decodable event on the topic, from the beginning to the end offsets now."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -51,25 +51,34 @@ async def _read_all(bootstrap: str, topic: str, cls) -> list:
         await consumer.stop()
 
 
-async def export(s: InfraSettings, out: Path) -> int:
-    """Join router.decisions with router.rewards by decision_id; returns the rows written."""
+async def rewarded_decisions(s: InfraSettings) -> list[dict]:
+    """router.decisions joined with router.rewards by decision_id (the first reward of each),
+    one dict per rewarded decision in the export's line format."""
     bootstrap = s.kafka_bootstrap
-    decisions = {d.decision_id: d for d in await _read_all(bootstrap, s.decisions_topic, events_pb2.DecisionEvent)}
-    rows = 0
-    with out.open("w") as fh:
-        seen = set()
-        for r in await _read_all(bootstrap, s.rewards_topic, events_pb2.RewardEvent):
-            d = decisions.get(r.decision_id)
-            if d is None or r.decision_id in seen:
-                continue
-            seen.add(r.decision_id)
-            fh.write(json.dumps({
-                "decision_id": d.decision_id, "context": list(d.context), "chosen_expert": d.chosen_expert,
-                "propensity": d.propensity, "probabilities": dict(d.probabilities), "prices": dict(d.prices), "quality": r.quality,
-                "cost": r.cost, "cost_weight": d.cost_weight, "policy_name": d.policy_name,
-                "policy_version": d.policy_version, "ts_ms": d.ts_ms}) + "\n")
-            rows += 1
+    decisions = {d.decision_id: d for d in await read_all(bootstrap, s.decisions_topic, events_pb2.DecisionEvent)}
+    rows, seen = [], set()
+    for r in await read_all(bootstrap, s.rewards_topic, events_pb2.RewardEvent):
+        d = decisions.get(r.decision_id)
+        if d is None or r.decision_id in seen:
+            continue
+        seen.add(r.decision_id)
+        rows.append({
+            "decision_id": d.decision_id, "context": list(d.context), "chosen_expert": d.chosen_expert,
+            "propensity": d.propensity, "probabilities": dict(d.probabilities), "prices": dict(d.prices),
+            "quality": r.quality, "cost": r.cost, "cost_weight": d.cost_weight, "policy_name": d.policy_name,
+            "policy_version": d.policy_version, "ts_ms": d.ts_ms,
+            "shadows": {name: {"expert": c.expert, "probabilities": dict(c.probabilities),
+                               "policy_version": c.policy_version} for name, c in d.shadows.items()}})
     return rows
+
+
+async def export(s: InfraSettings, out: Path) -> int:
+    """Write the rewarded decisions as JSON lines; returns the rows written."""
+    rows = await rewarded_decisions(s)
+    with out.open("w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    return len(rows)
 
 
 class LogError(ValueError):

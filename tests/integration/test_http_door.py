@@ -290,9 +290,9 @@ async def test_the_dashboard_serves_its_page_assets_and_live_data(door, prompts)
         every = {c.id for c in chats} <= set(rows)          # whichever partition each decision went to
         return data if every and row and row["quality"] == 0.75 and row["answered_by"] == "mathbot" else None
 
-    data = await eventually(learned, timeout=60)
+    data = await eventually(learned, timeout=120)   # the join waits out late ratings; slow under load
     assert data["premium"] == "mathbot" and data["totals"]["rewards"] >= 1 and data["share"]["mathbot"]
-    assert data["policy"] == router.core.live.policy.name
+    assert data["policy"] == router.live.name
 
 
 async def test_a_replica_at_capacity_sheds_with_429_and_retry_after(door, prompts):

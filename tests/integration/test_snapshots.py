@@ -8,10 +8,12 @@ import pytest
 from common.redis_client import connect
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from common.codec import decode
 from common.snapshots import SnapshotStore
 from feedback.learner import Learner
 from proto import events_pb2
 from bandit.policies import make_policy
+from tests.helpers import read_to_end
 
 
 @pytest.fixture
@@ -153,6 +155,7 @@ async def test_rollback_command_serves_an_earlier_version_and_the_learner_builds
     for i in range(3):                                   # versions 1, 2, 3: a learns 1, 2, 3 rewards
         await learner.apply([reward(i, "a")])
     monkeypatch.setenv("BR_REDIS_URL", stack.redis_url)
+    monkeypatch.setenv("BR_KAFKA_BOOTSTRAP", stack.kafka_bootstrap)
     monkeypatch.setenv("BR_TOPIC_PREFIX", prefix)
     await asyncio.to_thread(rollback.main, [])
     assert "now serving version 2 (was 3)" in capsys.readouterr().out
@@ -165,3 +168,9 @@ async def test_rollback_command_serves_an_earlier_version_and_the_learner_builds
     router.load_parts((await store.load()).parts)
     assert router.counts == {"a": 2}
     await r.aclose()
+    audit = await read_to_end(stack.kafka_bootstrap, f"{prefix}router.audit",
+                              decode=lambda v: decode(v, events_pb2.AuditEvent))
+    assert [(a.action, a.to_policy, a.from_version, a.to_version) for a in audit] == [
+        ("rollback", "linucb", 3, 2), ("rollback", "linucb", 2, 1)]           # the refused --to 99 is not one
+    with pytest.raises(SystemExit, match="no promotion is recorded: 'linucb' has served since the start"):
+        await asyncio.to_thread(rollback.main, ["--promotion"])

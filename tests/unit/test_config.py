@@ -50,6 +50,21 @@ def test_settings_come_from_environment(monkeypatch):
         RouterSettings()
 
 
+def test_shadow_policies_come_from_the_environment_and_bad_ones_are_named(monkeypatch):
+    monkeypatch.setenv("BR_POLICY", "lints")
+    monkeypatch.setenv("BR_SHADOW_POLICIES", '{"linucb": {}, "wide": {"policy": "linucb", "params": {"alpha": 2}}}')
+    specs = FeedbackSettings().policy_specs
+    assert [(s.name, s.kind, s.params) for s in specs.values()] == [
+        ("lints", "lints", {}), ("linucb", "linucb", {}), ("wide", "linucb", {"alpha": 2})]
+    for bad, message in [('{"lints": {}}', "has the serving policy's name"),
+                         ('{"a b": {}}', "must be 1 to 64 of"),
+                         ('{"x": {"policy": "linucb", "alpha": 2}}', 'must be {"policy": NAME'),
+                         ('{"x": {"params": [1]}}', 'must be {"policy": NAME')]:
+        monkeypatch.setenv("BR_SHADOW_POLICIES", bad)
+        with pytest.raises(ValidationError, match=message):
+            RouterSettings()
+
+
 @pytest.mark.parametrize("toml, message", [
     ('[experts."bad name"]\nbackend = "replay"', "must match"),
     ('[experts.a]\nbackend = "replay"\nprice_per_call = -1', "greater than or equal to 0"),

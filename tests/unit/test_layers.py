@@ -1,7 +1,8 @@
 """The house's floors, read from the code: no import circles, no import of a floor above.
 
+    bench                                      the benchmarks (they may start the whole stack)
     stack                                      the local stack and the demo (starts everything)
-    router_svc  feedback  workers  simulations  bench     services and tools, side by side
+    router_svc  feedback  workers  simulations services and tools, side by side
     bandit                                     the bandit core: policies, context, embedder
     common                                     settings, Kafka/Redis plumbing, data set format
     proto                                      the messages
@@ -15,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOORS = {"proto": 0, "common": 1, "bandit": 2,
-          "router_svc": 3, "feedback": 3, "workers": 3, "simulations": 3, "bench": 3, "stack": 4}
+          "router_svc": 3, "feedback": 3, "workers": 3, "simulations": 3, "stack": 4, "bench": 5}
 
 
 def modules() -> dict[str, Path]:
