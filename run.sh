@@ -5,6 +5,7 @@
 #   ./run.sh stack                    install everything, run the local stack until Ctrl-C
 #   ./run.sh bench                    benchmarks (bench/): ratios against a baseline run beside them
 #   ./run.sh bench soak --minutes M   the whole stack at a fixed rate while its parts are killed
+#   ./run.sh bench load [--json F]    a decision's cost beside its embedding; 1 and 2 routers on one port
 #   ./run.sh replay --data F --out D  replay a routing data set through the policies (simulations/)
 #   ./run.sh export-logs / ope ...    export logged decisions from Kafka / estimate a policy on them
 #   ./run.sh warmstart --data F ...   train a policy on labelled rows, publish it as the first snapshot
@@ -59,6 +60,7 @@ case "$cmd" in
     setup
     case "${1:-}" in
       soak) shift; exec "$VENV/bin/python" -m bench.soak "$@" ;;
+      load) shift; exec "$VENV/bin/python" -m bench.load "$@" ;;
       *) exec "$VENV/bin/python" -m bench.policies "$@" ;;
     esac ;;
   replay) setup; exec "$VENV/bin/python" -m simulations.replay "$@" ;;
@@ -74,5 +76,5 @@ case "$cmd" in
     need_apt prometheus prometheus # a real Prometheus scrapes the services in the whole-loop test
     "$VENV/bin/python" -m proto.gen --check
     exec "$VENV/bin/python" -m pytest "$@" ;;
-  *) sed -n '2,14p' "$0"; exit 2 ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
 esac

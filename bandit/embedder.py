@@ -7,16 +7,24 @@ a burst of requests costs one forward pass instead of many.
 A model that embeds images too (a sentence-transformers CLIP model: text and images in
 one space) also embeds a request's images; `joint` folds them into the query's vector,
 so the policy sees what the image shows in the same coordinates as the words.
+
+The same model can run on ONNX Runtime instead of torch (exported once into the cache
+folder; optionally int8: bandit/onnx_encoder.py), with a shorter maximum sequence length
+(long prompts are truncated sooner: faster, measured for quality by the replay), and a
+repeated query is answered from an LRU cache of the last `cache_size` texts.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from common.lifecycle import cancel_task
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 log = logging.getLogger(__name__)
 
@@ -37,34 +45,60 @@ def pick_device(requested: str = "") -> str:
 
 
 class Embedder:
-    def __init__(self, model: str = "", device: str = "", batch_size: int = 32, max_wait_ms: float = 2.0):
+    def __init__(self, model: str = "", device: str = "", batch_size: int = 32, max_wait_ms: float = 2.0,
+                 backend: str = "torch", max_seq_length: int | None = None, cache_size: int = 0,
+                 forward_batch: int = 8):
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model or default_model_path()
         self.device = pick_device(device)
+        backend = backend or ("torch" if self.device.startswith("cuda") else "onnx-int8")   # "": the fast one here
+        if backend not in BACKENDS:
+            raise ValueError(f"embedding backend {backend!r} is not one of {BACKENDS}")
+        self.backend = backend
         self.model = SentenceTransformer(self.model_name, device=self.device)
+        self.onnx = None
+        if backend.startswith("onnx"):
+            from .onnx_encoder import OnnxEncoder
+
+            self.onnx = OnnxEncoder(self.model, self.model_name, quantize=backend.partition("-")[2])
+        if max_seq_length:
+            self.model.max_seq_length = max_seq_length
         self.dim = int(self.model.get_embedding_dimension())
         self.embeds_images = "image" in (getattr(self.model, "modalities", None) or ["text"])
-        # A short, stable version tag: the folder or hub name, the dimension, and "+image"
-        # when images join the query's vector (the logged context depends on it).
+        if self.embeds_images and self.onnx is not None:
+            raise ValueError("the onnx backend embeds text only; a model that embeds images runs on torch")
+        # A short, stable version tag: the folder or hub name, the dimension, "+int8" when
+        # quantised, "@N" when truncated at N tokens, and "+image" when images join the
+        # query's vector (the logged context depends on each; float32 ONNX gives torch's vectors).
         self.version = (f"{Path(self.model_name).name or self.model_name}/{self.dim}"
+                        + ("+int8" if backend.endswith("int8") else "") + (f"@{max_seq_length}" if max_seq_length else "")
                         + ("+image" if self.embeds_images else ""))
-        self.batch_size = batch_size
+        # Requests gathered per micro-batch (batch_size) and texts per forward pass
+        # (forward_batch, longest first): a forward pass pads every text to its longest, so
+        # with prompts of mixed length small passes of like length waste far less work
+        # (measured on the bundled prompts: 2.7x the throughput of passes of 32).
+        self.batch_size, self.forward_batch = batch_size, forward_batch
         self.max_wait_s = max_wait_ms / 1000.0
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.cache_hits = self.cache_misses = 0
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
-        log.info("embedding model %s on %s (dim %d)", self.model_name, self.device, self.dim)
+        log.info("embedding model %s on %s, %s backend (dim %d)", self.model_name, self.device, self.backend, self.dim)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Blocking batch encode: unit-norm float32 rows (used by the batcher and by replays)."""
-        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+        if self.onnx is not None:
+            return self.onnx.encode(texts, self.forward_batch)
+        return self.model.encode(texts, batch_size=self.forward_batch, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
     def encode_images(self, images: list) -> np.ndarray:
         """Blocking: unit-norm image embeddings (PIL images), for a model that embeds images."""
         if not self.embeds_images:
             raise ValueError(f"{self.model_name} does not embed images")
-        return self.model.encode(images, batch_size=self.batch_size, normalize_embeddings=True,
+        return self.model.encode(images, batch_size=self.forward_batch, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
     async def start(self) -> None:
@@ -77,9 +111,22 @@ class Embedder:
         await cancel_task(self._task)
 
     async def embed(self, text: str) -> np.ndarray:
+        if self.cache_size:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                self.cache_hits += 1
+                return hit
+            self.cache_misses += 1
         fut = asyncio.get_running_loop().create_future()
         await self._queue.put((text, fut))
-        return await fut
+        vector = await fut
+        if self.cache_size:
+            vector.setflags(write=False)      # shared by every caller of the same text
+            self._cache[text] = vector
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return vector
 
     async def _run(self) -> None:
         while True:

@@ -29,7 +29,7 @@ class ScoreParts(_message.Message):
     def __init__(self, estimated_quality: _Optional[float] = ..., estimated_cost: _Optional[float] = ..., exploration_bonus: _Optional[float] = ..., score: _Optional[float] = ...) -> None: ...
 
 class DecisionEvent(_message.Message):
-    __slots__ = ("decision_id", "ts_ms", "mode", "tenant", "modality", "context", "chosen_expert", "propensity", "probabilities", "scores", "policy_name", "policy_version", "embedding_model", "feature_version", "cost_weight", "router_id", "query_chars", "hints", "prices", "parts", "shadows")
+    __slots__ = ("decision_id", "ts_ms", "mode", "tenant", "modality", "context", "chosen_expert", "propensity", "probabilities", "scores", "policy_name", "policy_version", "embedding_model", "feature_version", "cost_weight", "router_id", "query_chars", "hints", "prices", "parts", "shadows", "embed_ms", "decide_ms")
     class ProbabilitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,8 @@ class DecisionEvent(_message.Message):
     PRICES_FIELD_NUMBER: _ClassVar[int]
     PARTS_FIELD_NUMBER: _ClassVar[int]
     SHADOWS_FIELD_NUMBER: _ClassVar[int]
+    EMBED_MS_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_MS_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     ts_ms: int
     mode: DecisionMode
@@ -107,7 +109,9 @@ class DecisionEvent(_message.Message):
     prices: _containers.ScalarMap[str, float]
     parts: _containers.RepeatedCompositeFieldContainer[PartRef]
     shadows: _containers.MessageMap[str, ShadowChoice]
-    def __init__(self, decision_id: _Optional[str] = ..., ts_ms: _Optional[int] = ..., mode: _Optional[_Union[DecisionMode, str]] = ..., tenant: _Optional[str] = ..., modality: _Optional[str] = ..., context: _Optional[_Iterable[float]] = ..., chosen_expert: _Optional[str] = ..., propensity: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., scores: _Optional[_Mapping[str, ScoreParts]] = ..., policy_name: _Optional[str] = ..., policy_version: _Optional[int] = ..., embedding_model: _Optional[str] = ..., feature_version: _Optional[str] = ..., cost_weight: _Optional[float] = ..., router_id: _Optional[str] = ..., query_chars: _Optional[int] = ..., hints: _Optional[_Mapping[str, str]] = ..., prices: _Optional[_Mapping[str, float]] = ..., parts: _Optional[_Iterable[_Union[PartRef, _Mapping]]] = ..., shadows: _Optional[_Mapping[str, ShadowChoice]] = ...) -> None: ...
+    embed_ms: float
+    decide_ms: float
+    def __init__(self, decision_id: _Optional[str] = ..., ts_ms: _Optional[int] = ..., mode: _Optional[_Union[DecisionMode, str]] = ..., tenant: _Optional[str] = ..., modality: _Optional[str] = ..., context: _Optional[_Iterable[float]] = ..., chosen_expert: _Optional[str] = ..., propensity: _Optional[float] = ..., probabilities: _Optional[_Mapping[str, float]] = ..., scores: _Optional[_Mapping[str, ScoreParts]] = ..., policy_name: _Optional[str] = ..., policy_version: _Optional[int] = ..., embedding_model: _Optional[str] = ..., feature_version: _Optional[str] = ..., cost_weight: _Optional[float] = ..., router_id: _Optional[str] = ..., query_chars: _Optional[int] = ..., hints: _Optional[_Mapping[str, str]] = ..., prices: _Optional[_Mapping[str, float]] = ..., parts: _Optional[_Iterable[_Union[PartRef, _Mapping]]] = ..., shadows: _Optional[_Mapping[str, ShadowChoice]] = ..., embed_ms: _Optional[float] = ..., decide_ms: _Optional[float] = ...) -> None: ...
 
 class ShadowChoice(_message.Message):
     __slots__ = ("expert", "probabilities", "policy_version")

@@ -126,6 +126,7 @@ class RouterCore:
                 return await self._decide(query, options, mode, parts)
 
     async def _decide(self, query: str, options, mode: int, parts=()) -> Decision:
+        began = time.perf_counter()
         check_query(query, self.s.max_query_chars, has_parts=bool(parts))
         media = check_content(parts, self.s.media_limits)
         modality, eligible = check_options(options, self.catalog, len(query), [p.modality for p in media])
@@ -139,7 +140,9 @@ class RouterCore:
         if self.pacer:
             cost_weight = self.pacer.weight(cost_weight)
         features, text = await asyncio.to_thread(describe_media, media, query) if media else ({}, query)
+        embed_began = time.perf_counter()
         embedding = await self.embedder.embed(text)
+        embed_ms = (time.perf_counter() - embed_began) * 1000
         if self.embedder.embeds_images and any(p.modality == "image" for p in media):
             embedding = joint(embedding, await asyncio.to_thread(self._image_vectors, media))
         x = build_context(embedding, query, modality, options.hints, features)
@@ -154,11 +157,12 @@ class RouterCore:
             embedding_model=self.embedder.version, feature_version=FEATURE_VERSION,
             cost_weight=cost_weight, router_id=self.s.router_id, query_chars=len(query),
             hints=options.hints, prices=prices, parts=[part_ref(p) for p in media],
-            shadows=self.policies.shadow_choices(x, eligible, cost_weight, prices))
+            shadows=self.policies.shadow_choices(x, eligible, cost_weight, prices), embed_ms=embed_ms)
         for name, sc in choice.scores.items():
             event.scores[name].CopyFrom(events_pb2.ScoreParts(
                 estimated_quality=sc.estimated_quality, estimated_cost=sc.estimated_cost,
                 exploration_bonus=sc.exploration_bonus, score=sc.score))
+        event.decide_ms = (time.perf_counter() - began) * 1000
         metrics.DECISIONS.labels(choice.expert).inc()
         return Decision(event, choice, eligible, media)
 

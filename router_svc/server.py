@@ -149,7 +149,10 @@ async def start_grpc(core: RouterCore, host: str, port: int, max_message_bytes: 
                      ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """`max_message_bytes`: what a request may weigh (content parts included); `credentials`:
     TLS (the port then speaks nothing else)."""
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes)])
+    # SO_REUSEPORT: several router processes may listen on one port, the kernel spreading
+    # connections among them (one way to scale out on a machine; bench/load.py measures it).
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_message_bytes),
+                                      ("grpc.so_reuseport", 1)])
     router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(core), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -49,11 +49,13 @@ def parse_hints(spec: str) -> tuple[str, ...]:
 
 
 def contexts(dataset: RoutingDataset, model: str = "", log=print, chunk: int = 512,
-             hints: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray, str]:
+             hints: tuple[str, ...] = (), backend: str = "torch",
+             max_seq_length: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """The router's context vector for every row (same features as live routing, with
     each row's `hints` fields as the request's hints), the raw embeddings, and the model's
-    name. Embedding a new data set takes minutes on a CPU: it goes in chunks, with a
-    progress line after each."""
+    name. `backend` ("torch", "onnx", "onnx-int8") and `max_seq_length` as the router's
+    BR_EMBEDDING_* settings. Embedding a new data set takes minutes on a CPU: it goes in
+    chunks, with a progress line after each."""
     stray = sorted(set(hints) - set(HINT_FIELDS))
     if stray:
         raise ValueError(f"hints {stray}: a row can pass only {list(HINT_FIELDS)}")
@@ -61,13 +63,17 @@ def contexts(dataset: RoutingDataset, model: str = "", log=print, chunk: int = 5
     from common.media import open_image
 
     name = model or default_model_path()
+    def make() -> Embedder:
+        return Embedder(name, batch_size=64, backend=backend, max_seq_length=max_seq_length)
+
     prompts, media = row_media(dataset, log)
-    path = cache_path(name, dataset, prompts)
+    variant = "" if backend == "torch" and not max_seq_length else f"|{backend}|{max_seq_length or ''}"
+    path = cache_path(name + variant, dataset, prompts)
     embedder = None
     if path.exists():
         emb = np.load(path)
     else:
-        embedder = Embedder(name, batch_size=64)
+        embedder = make()
         parts, t0 = [], time.monotonic()
         for start in range(0, len(prompts), chunk):
             parts.append(embedder.encode(prompts[start:start + chunk]))
@@ -78,7 +84,7 @@ def contexts(dataset: RoutingDataset, model: str = "", log=print, chunk: int = 5
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, emb)
     if any(m.media_type.startswith("image/") for r in dataset.rows for m in r.media):
-        embedder = embedder or Embedder(name, batch_size=64)
+        embedder = embedder or make()
         if embedder.embeds_images:                    # as the router does: images join the query's vector
             emb = emb.copy()
             for i, r in enumerate(dataset.rows):
@@ -87,4 +93,5 @@ def contexts(dataset: RoutingDataset, model: str = "", log=print, chunk: int = 5
                     emb[i] = joint(emb[i], embedder.encode_images(images))
     ctx = np.stack([build_context(e, r.prompt, r.modality, {h: str(getattr(r, h)) for h in hints if getattr(r, h)}, m)
                     for e, r, m in zip(emb, dataset.rows, media)])
-    return ctx.astype(np.float64), emb, name
+    return ctx.astype(np.float64), emb, name + (f" ({backend}{f', {max_seq_length} tokens' if max_seq_length else ''})"
+                                                if variant else "")

@@ -193,6 +193,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="policies first learn from the train split with full information; replay the rest")
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad rows instead of stopping")
     p.add_argument("--embedding-model", default="", help="sentence-transformers name or path")
+    p.add_argument("--embedding-backend", default="torch", choices=["torch", "onnx", "onnx-int8"],
+                   help="as the router's BR_EMBEDDING_BACKEND (default torch: the cached embeddings)")
+    p.add_argument("--embedding-max-seq-length", type=int, help="as BR_EMBEDDING_MAX_SEQ_LENGTH")
     p.add_argument("--hints", default="", metavar="FIELDS",
                    help=f"row fields passed as request hints (context features), e.g. task; one of {list(HINT_FIELDS)}")
     p.add_argument("--no-prices", action="store_true",
@@ -214,7 +217,8 @@ def main(argv=None) -> None:
         raise SystemExit(f"unknown policies {unknown}; registered: {sorted(POLICIES)}")
     t0 = time.monotonic()
     hints = parse_hints(args.hints)
-    x, emb, model = contexts(ds, args.embedding_model, hints=hints)
+    x, emb, model = contexts(ds, args.embedding_model, hints=hints, backend=args.embedding_backend,
+                             max_seq_length=args.embedding_max_seq_length)
     drift = [parse_drift(d, ds.experts) for d in args.drift]
     params = parse_params(args.params, policies, x.shape[1])
     print(f"{ds.name}: {len(ds.rows)} queries, {len(ds.experts)} experts; contexts from {model}"

@@ -25,6 +25,34 @@ def test_compose_files_parse():
     assert KeyRing.from_file(ROOT / "compose" / "keys.toml").tenants == {}   # no key ships: the operator mints them
 
 
+def test_kubernetes_manifests_agree_with_the_code_and_compose():
+    """deploy/k8s: every resource kustomize lists parses; each Deployment runs a module that
+    exists with the shared settings, reads settings the code knows, is autoscaled, and the
+    catalog is compose's."""
+    k8s = ROOT / "deploy" / "k8s"
+    kust = yaml.safe_load((k8s / "kustomization.yaml").read_text())
+    docs = [d for f in kust["resources"] for d in yaml.safe_load_all((k8s / f).read_text()) if d]
+    by_kind: dict[str, dict] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    deployments = by_kind["Deployment"]
+    assert set(deployments) == {"router", "worker", "feedback"}
+    assert {h["spec"]["scaleTargetRef"]["name"] for h in by_kind["HorizontalPodAutoscaler"].values()} == set(deployments)
+    env = by_kind["ConfigMap"]["bandit-router-env"]["data"]
+    known = {f"BR_{k.upper()}" for k in {**RouterSettings.model_fields, **FeedbackSettings.model_fields}}
+    for name, dep in deployments.items():
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        module = c["command"][-1]
+        assert (ROOT / (module.replace(".", "/") + ".py")).exists(), module
+        assert c["envFrom"] == [{"configMapRef": {"name": "bandit-router-env"}}]
+        assert {e["name"] for e in c.get("env", [])} | set(env) <= known | {"BR_HOST", "BR_PORT"}
+    RouterSettings(**{k[3:].lower(): v for k, v in env.items()})        # the values validate
+    router = deployments["router"]["spec"]["template"]["spec"]["containers"][0]
+    assert router["readinessProbe"]["grpc"]["port"] == 50051 == by_kind["Service"]["router-grpc"]["spec"]["ports"][0]["port"]
+    files = by_kind["ConfigMap"]["bandit-router-files"]["data"]
+    assert files["experts.toml"] == (ROOT / "compose" / "experts.toml").read_text()
+
+
 def test_compose_prometheus_scrapes_every_service():
     """Checked by Debian's promtool (installed by run.sh with prometheus)."""
     path = ROOT / "compose" / "prometheus.yml"

@@ -1,0 +1,113 @@
+"""The embedding model on ONNX Runtime, optionally quantised to int8.
+
+sentence-transformers' own ONNX backend needs optimum-onnx, which pins transformers below
+the version sentence-transformers 6 needs; so the model's transformer is exported here
+with torch's ONNX exporter (once, into the cache folder), run with onnxruntime, and
+pooled and normalised as the model's own pipeline says. int8 is onnxruntime's dynamic
+quantisation of the MatMul weights, per channel (the embedding table stays float: it
+moves the vectors most and costs nothing to look up). Only pipelines of a Transformer, a
+mean/cls/max Pooling and an optional Normalize are offered; others are refused by name.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from common.cache import cache_dir
+
+log = logging.getLogger(__name__)
+
+
+def _pooling(model) -> str:
+    kinds = [type(m).__name__ for m in model]
+    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        raise ValueError(f"the onnx backend runs Transformer + Pooling [+ Normalize] models; this one is {kinds}")
+    mode = getattr(model[1], "pooling_mode", None) or model[1].get_config_dict().get("pooling_mode")
+    if mode not in ("mean", "cls", "max"):
+        raise ValueError(f"the onnx backend pools by mean, cls or max, not {mode!r}")
+    return mode
+
+
+def _export(model, path: Path) -> None:
+    import torch
+
+    transformer = model[0].auto_model.eval()
+    names = [n for n in model.tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
+
+    class Hidden(torch.nn.Module):        # keyword arguments: forward's positional order varies by model
+        def __init__(self):
+            super().__init__()
+            self.m = transformer
+
+        def forward(self, *inputs):
+            return self.m(**dict(zip(names, inputs))).last_hidden_state
+
+    sample = model.tokenizer(["an example", "a second, longer example"], padding=True, return_tensors="pt")
+    axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "hidden"]}
+    with torch.no_grad():
+        torch.onnx.export(Hidden(), tuple(sample[n] for n in names), str(path), input_names=names,
+                          output_names=["hidden"], dynamic_axes=axes, opset_version=17, dynamo=False)
+
+
+class OnnxEncoder:
+    """`encode(texts)` as SentenceTransformer.encode(normalize_embeddings=True) does it, on onnxruntime."""
+
+    def __init__(self, model, name: str, quantize: str = "", threads: int | None = None):
+        import onnxruntime as ort
+
+        self.pooling = _pooling(model)
+        self.tokenizer, self.model = model.tokenizer, model
+        folder = cache_dir() / "models" / re.sub(r"[^A-Za-z0-9_.-]", "_", name.strip("/"))
+        folder.mkdir(parents=True, exist_ok=True)
+        plain, int8 = folder / "model.onnx", folder / "model_int8.onnx"
+        with open(folder / ".lock", "w") as lock:      # replicas starting together export once
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not plain.exists():
+                log.info("exporting %s to ONNX in %s (once)", name, folder)
+                _export(model, folder / "model.tmp.onnx")
+                os.replace(folder / "model.tmp.onnx", plain)
+            if quantize == "int8" and not int8.exists():
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                log.info("quantizing %s to int8 (once)", name)
+                quantize_dynamic(str(plain), str(folder / "model_int8.tmp.onnx"), weight_type=QuantType.QInt8,
+                                 per_channel=True, op_types_to_quantize=["MatMul"])
+                os.replace(folder / "model_int8.tmp.onnx", int8)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(int8 if quantize else plain), options,
+                                            providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.model.max_seq_length
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        # Longest first, as sentence-transformers does: a batch pads to its longest text, so
+        # texts of like length together waste the least work. Rows go back in input order.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = []
+        for start in range(0, len(texts), batch_size):
+            enc = self.tokenizer([texts[i] for i in order[start:start + batch_size]], padding=True, truncation=True,
+                                 max_length=self.max_seq_length, return_tensors="np")
+            hidden = self.session.run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0]
+            mask = enc["attention_mask"][..., None].astype(np.float32)
+            if self.pooling == "mean":
+                v = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+            elif self.pooling == "cls":
+                v = hidden[:, 0]
+            else:
+                v = np.where(mask > 0, hidden, -1e9).max(axis=1)
+            out.append((v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)).astype(np.float32))
+        if not out:
+            return np.empty((0, self.model.get_embedding_dimension()), np.float32)
+        vectors = np.empty((len(texts), out[0].shape[1]), np.float32)
+        vectors[order] = np.concatenate(out)
+        return vectors

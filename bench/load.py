@@ -1,0 +1,349 @@
+"""`./run.sh bench load [--json FILE]`: what a decision costs beside its embedding, and how routers scale.
+
+In one run on this machine, side by side:
+- the embedding model alone, in this process, for each backend of --backends (torch,
+  onnx, onnx-int8; torch/32 is torch with one forward pass per 32 texts, the old way):
+  batch 1 (p50: the floor of a serial decision) and batches of 32 (throughput: the floor
+  of a loaded router), each backend's vectors compared with torch float32's (cosine);
+- through a router of the local stack (started here, with a replay worker): Decide and
+  Route serially and closed loop at --in-flight requests in flight; Route open loop at
+  --rate requests/s (default: 70% of the closed loop's throughput), so queueing shows;
+  Decide at 1, 4, 16 and --in-flight in flight (the plot of latency against load);
+- where the time goes, from the decision and result events of the serial Decides and
+  Routes and the loaded Routes: embedding (waiting for it included), the rest of the
+  decision, the expert, and everything else ("transport": gRPC, the Kafka writes, replies);
+- Decide at --in-flight through 1 and then 2 router processes sharing one port (SO_REUSEPORT).
+Every query is a distinct prompt of the bundled data set (no embedding-cache hits).
+The ratios the issue asks for are in the JSON: decide_p50_over_bare (Decide's serial p50
+over the bare batch-1 p50), decide_throughput_over_batched and route_throughput_over_batched
+(closed-loop throughput over the bare batch-32 throughput), lost (no reply by the deadline
+plus 10 s), embedding_backends.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from bandit.embedder import Embedder
+from common.dataset import BUNDLED, RoutingDataset
+from common.logs import setup_logging
+from common.settings import InfraSettings
+from proto import events_pb2, router_pb2, router_pb2_grpc
+from simulations.logs import read_all
+from stack.experts_file import replay_catalog
+from stack.local import LocalStack, ServiceProcess
+from stack.procs import free_port
+
+GRACE_S = 10.0
+
+
+@dataclass
+class Run:
+    """One measured set of calls."""
+
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)
+    lost: int = 0
+    wall_s: float = 0.0
+    ids: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        lat = np.array(self.latencies) * 1000 if self.latencies else np.array([np.nan])
+        return {"name": self.name, "ok": len(self.latencies), "errors": dict(self.errors), "lost": self.lost,
+                "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+                "throughput_qps": len(self.latencies) / self.wall_s if self.wall_s else 0.0}
+
+
+class Queries:
+    """Distinct prompts, each handed out once."""
+
+    def __init__(self, data: RoutingDataset, seed: int):
+        self.prompts = list(dict.fromkeys(r.prompt for r in data.rows if r.prompt.strip()))
+        random.Random(seed).shuffle(self.prompts)
+
+    def take(self, n: int) -> list[str]:
+        if n > len(self.prompts):
+            raise SystemExit(f"the data set has too few distinct prompts left ({len(self.prompts)} < {n})")
+        out, self.prompts = self.prompts[:n], self.prompts[n:]
+        return out
+
+
+# -- the embedding model alone ------------------------------------------------------
+def bare_embedding(backend: str, queries: Queries, reference: np.ndarray | None, ref_texts: list[str],
+                   n_single: int, n_batched: int) -> dict:
+    """`backend`: torch, onnx or onnx-int8, with /N for N texts per forward pass (default 8)."""
+    spec, _, passes = backend.partition("/")
+    try:
+        emb = Embedder(backend=spec, batch_size=32, forward_batch=int(passes or 8))
+    except Exception as exc:      # a backend whose packages are missing is reported, not fatal
+        return {"backend": backend, "unavailable": f"{type(exc).__name__}: {exc}"[:300]}
+    emb.encode(["warm up"] * 32)
+    single = []
+    for text in queries.take(n_single):
+        t = time.perf_counter()
+        emb.encode([text])
+        single.append(time.perf_counter() - t)
+    texts = queries.take(n_batched)
+    t = time.perf_counter()
+    for i in range(0, len(texts), 32):
+        emb.encode(texts[i:i + 32])
+    batched_qps = len(texts) / (time.perf_counter() - t)
+    vectors = emb.encode(ref_texts)
+    cos = (vectors * reference).sum(axis=1) if reference is not None else np.ones(len(ref_texts))
+    return {"backend": backend, "version": emb.version, "batch1_p50_ms": float(np.median(single) * 1000),
+            "batch32_qps": batched_qps, "cosine_to_torch_min": float(cos.min()),
+            "cosine_to_torch_mean": float(cos.mean()), "_vectors": vectors}
+
+
+# -- calls through the router --------------------------------------------------------
+async def call(run: Run, fn, timeout_s: float) -> None:
+    began = time.monotonic()
+    try:
+        resp = await fn(timeout=timeout_s + GRACE_S)
+    except grpc.aio.AioRpcError as exc:
+        if time.monotonic() - began >= timeout_s + GRACE_S - 0.05:
+            run.lost += 1
+        else:
+            run.errors[exc.code().name] += 1
+        return
+    run.latencies.append(time.monotonic() - began)
+    run.ids.append(resp.decision_id)
+
+
+def decide(stubs, i: int, query: str, timeout_s: float):
+    return lambda timeout: stubs[i % len(stubs)].Decide(router_pb2.DecideRequest(query=query), timeout=timeout)
+
+
+def route(stubs, i: int, query: str, timeout_s: float):
+    return lambda timeout: stubs[i % len(stubs)].Route(
+        router_pb2.RouteRequest(query=query, timeout_ms=int(timeout_s * 1000)), timeout=timeout)
+
+
+async def closed_loop(name: str, make, stubs, queries: list[str], in_flight: int, timeout_s: float) -> Run:
+    run, todo = Run(name), iter(enumerate(queries))
+
+    async def worker():
+        for i, q in todo:
+            await call(run, make(stubs, i, q, timeout_s), timeout_s)
+
+    t = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    run.wall_s = time.monotonic() - t
+    return run
+
+
+async def open_loop(name: str, stubs, queries: list[str], rate: float, timeout_s: float) -> Run:
+    run, tasks = Run(name), []
+    t = time.monotonic()
+    for i, q in enumerate(queries):
+        due = t + i / rate
+        if due > time.monotonic():
+            await asyncio.sleep(due - time.monotonic())
+        tasks.append(asyncio.create_task(call(run, route(stubs, i, q, timeout_s), timeout_s)))
+    await asyncio.gather(*tasks)
+    run.wall_s = time.monotonic() - t
+    return run
+
+
+def channels(port: int, n: int) -> tuple[list, list]:
+    """n separate connections (a local subchannel pool each), so SO_REUSEPORT spreads them."""
+    chans = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+             for _ in range(n)]
+    return chans, [router_pb2_grpc.RouterStub(c) for c in chans]
+
+
+async def where_time_goes(bootstrap: str, run: Run) -> dict:
+    """Medians over the run's decisions: embedding, the rest of the decision, the expert,
+    and the rest of the client's latency (Kafka hops, the reply, gRPC)."""
+    s = InfraSettings(kafka_bootstrap=bootstrap)
+    mine = set(run.ids)
+    decisions = {d.decision_id: d for d in await read_all(bootstrap, s.decisions_topic, events_pb2.DecisionEvent)
+                 if d.decision_id in mine}
+    results = {r.decision_id: r for r in await read_all(bootstrap, s.results_topic, events_pb2.ExpertResult)
+               if r.decision_id in mine and r.ok and not r.partial}
+    rows = []
+    for did, total in zip(run.ids, run.latencies):
+        d, r = decisions.get(did), results.get(did)
+        expert_ms = r.latency_s * 1000 if r is not None else 0.0     # a Decide has no expert call
+        if d is not None and (r is not None or d.mode == events_pb2.DECISION_MODE_DECIDE):
+            rows.append((d.embed_ms, d.decide_ms - d.embed_ms, expert_ms, total * 1000 - d.decide_ms - expert_ms))
+    if not rows:
+        return {}
+    med = np.median(np.array(rows), axis=0)
+    return {"decisions": len(rows), "embed_ms": float(med[0]), "rest_of_decision_ms": float(med[1]),
+            "expert_ms": float(med[2]), "transport_ms": float(med[3])}
+
+
+def plot(sweep: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [s["in_flight"] for s in sweep]
+    ax.plot(x, [s["p50_ms"] for s in sweep], "o-", label="Decide p50")
+    ax.plot(x, [s["p99_ms"] for s in sweep], "s--", label="Decide p99")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("requests in flight")
+    ax.set_ylabel("latency (ms)")
+    ax2 = ax.twinx()
+    ax2.plot(x, [s["throughput_qps"] for s in sweep], "^:", color="gray", label="throughput")
+    ax2.set_ylabel("decisions/s")
+    lines, labels = ax.get_legend_handles_labels()
+    more, their = ax2.get_legend_handles_labels()
+    ax.legend(lines + more, labels + their, loc="upper left")
+    ax.set_title("Decide latency against load")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+async def through_router(args, stack: LocalStack, workdir: Path, queries: Queries, report: dict) -> None:
+    data = RoutingDataset.load_or_exit(args.data)
+    catalog = replay_catalog(workdir / "experts.toml", args.data.resolve(), data)
+    port = free_port()
+    env = stack.env(BR_EXPERTS_FILE=catalog.resolve(), BR_PORT=port, BR_EMBEDDING_BACKEND=args.router_backend)
+    logs = workdir / "logs"
+    services = [ServiceProcess("feedback.main", env, logs / "feedback.log"),
+                ServiceProcess("workers.main", env, logs / "worker.log"),
+                ServiceProcess("router_svc.main", env, logs / "router1.log", name="router1")]
+    second = ServiceProcess("router_svc.main", env, logs / "router2.log", name="router2")
+    timeout_s, n, k = args.timeout_ms / 1000, args.requests, args.in_flight
+    try:
+        for p in services:
+            p.spawn()
+        for p in services:
+            await asyncio.to_thread(p.wait_ready, 180)
+        chans, stubs = channels(port, 1)
+        await closed_loop("warm-up", decide, stubs, queries.take(32), 8, timeout_s)
+        runs = {}
+        for name, make, count, width in (("decide_serial", decide, 60, 1), ("decide_loaded", decide, n, k),
+                                          ("route_serial", route, 40, 1), ("route_loaded", route, n, k)):
+            print(f"  {name}: {count} requests, {width} in flight", flush=True)
+            runs[name] = await closed_loop(name, make, stubs, queries.take(count), width, timeout_s)
+        rate = args.rate or 0.7 * runs["route_loaded"].summary()["throughput_qps"]
+        count = max(int(rate * args.open_s), 10)
+        print(f"  route_open: {count} requests at {rate:.1f}/s", flush=True)
+        runs["route_open"] = await open_loop("route_open", stubs, queries.take(count), rate, timeout_s)
+        sweep = []
+        for width in sorted({1, 4, 16, k}):
+            print(f"  decide sweep: {width} in flight", flush=True)
+            r = await closed_loop(f"decide_{width}", decide, stubs, queries.take(max(8 * width, 40)), width, timeout_s)
+            sweep.append({"in_flight": width, **r.summary()})
+        report["split"] = {name: await where_time_goes(stack.kafka_bootstrap, runs[name])
+                           for name in ("decide_serial", "route_serial", "route_loaded")}
+        for c in chans:
+            await c.close()
+        # One router, then two on the same port: many connections, so the kernel spreads them.
+        print("  scaling: 1 router, then 2 on one port", flush=True)
+        chans, stubs = channels(port, 16)
+        one = await closed_loop("decide_1_router", decide, stubs, queries.take(n), k, timeout_s)
+        await asyncio.to_thread(second.start, 180)
+        await closed_loop("warm-up", decide, stubs, queries.take(32), 16, timeout_s)
+        two = await closed_loop("decide_2_routers", decide, stubs, queries.take(n), k, timeout_s)
+        for c in chans:
+            await c.close()
+        report["runs"] = {name: r.summary() for name, r in runs.items()}
+        report["sweep"] = sweep
+        report["scaling"] = {"one": one.summary(), "two": two.summary(),
+                             "two_over_one": two.summary()["throughput_qps"] / max(one.summary()["throughput_qps"], 1e-9)}
+        report["lost"] = sum(r.lost for r in (*runs.values(), one, two))
+        report["router_backend"] = args.router_backend
+    finally:
+        second.stop()
+        for p in reversed(services):
+            p.stop()
+
+
+def table(report: dict) -> str:
+    lines = ["| embedding backend | batch-1 p50 ms | batch-32 q/s | x torch | cosine to torch (min) |",
+             "|---|---|---|---|---|"]
+    for name, b in report["embedding_backends"].items():
+        if "unavailable" in b:
+            lines.append(f"| {name} | unavailable: {b['unavailable'][:80]} | | | |")
+        else:
+            lines.append(f"| {name} | {b['batch1_p50_ms']:.1f} | {b['batch32_qps']:.1f} | "
+                         f"{b['throughput_over_torch']:.2f} | {b['cosine_to_torch_min']:.4f} |")
+    lines += ["", "| run | ok | errors | lost | p50 ms | p99 ms | q/s |", "|---|---|---|---|---|---|---|"]
+    for r in [*report["runs"].values(), report["scaling"]["one"], report["scaling"]["two"]]:
+        lines.append(f"| {r['name']} | {r['ok']} | {sum(r['errors'].values())} | {r['lost']} | {r['p50_ms']:.0f} | "
+                     f"{r['p99_ms']:.0f} | {r['throughput_qps']:.1f} |")
+    lines += ["", "| where the time goes (medians) | decisions | embedding ms | rest of the decision ms | "
+                  "expert ms | transport ms |", "|---|---|---|---|---|---|"]
+    for name, sp in report["split"].items():
+        if sp:
+            lines.append(f"| {name} | {sp['decisions']} | {sp['embed_ms']:.1f} | {sp['rest_of_decision_ms']:.1f} | "
+                         f"{sp['expert_ms']:.1f} | {sp['transport_ms']:.1f} |")
+    lines += ["", ", ".join(f"{k} {report[k]:.2f}" for k in (
+        "decide_p50_over_bare", "decide_throughput_over_batched", "route_throughput_over_batched")) +
+        f", two routers over one {report['scaling']['two_over_one']:.2f}, lost {report['lost']}"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    setup_logging()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--in-flight", type=int, default=32, help="requests in flight in the closed loops")
+    p.add_argument("--requests", type=int, default=320, help="requests per closed-loop run")
+    p.add_argument("--rate", type=float, help="open-loop Route rate (default: 70%% of the closed loop's)")
+    p.add_argument("--open-s", type=float, default=15.0, help="seconds of open-loop traffic")
+    p.add_argument("--timeout-ms", type=int, default=10_000, help="each request's deadline")
+    p.add_argument("--backends", default="torch,torch/32,onnx,onnx-int8",
+                   help="embedding backends measured alone, /N: N texts per forward pass (default 8); torch "
+                        "first: the reference; torch/32 is sentence-transformers' batch of 32 as it comes")
+    p.add_argument("--router-backend", default="onnx-int8",
+                   help="the routers' embedding backend (default: BR_EMBEDDING_BACKEND's on a CPU)")
+    p.add_argument("--data", type=Path, default=BUNDLED, help="routing data set: its prompts and replay experts")
+    p.add_argument("--dir", type=Path, help="stack data and logs (default: a temporary folder)")
+    p.add_argument("--json", type=Path, help="write the report here too")
+    p.add_argument("--plot", type=Path, default=Path("bench-load.png"), help="latency against load")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not backends or backends[0] != "torch":
+        raise SystemExit("error: --backends must start with torch (the reference)")
+    queries = Queries(RoutingDataset.load_or_exit(args.data), args.seed)
+    report: dict = {"embedding_backends": {}}
+    ref_texts = queries.take(64)
+    reference = None
+    for backend in backends:
+        print(f"embedding alone: {backend}", flush=True)
+        b = bare_embedding(backend, queries, reference, ref_texts, 60, 320)
+        vectors = b.pop("_vectors", None)
+        if backend == "torch":
+            reference = vectors
+        report["embedding_backends"][backend] = b
+    torch_qps = report["embedding_backends"]["torch"]["batch32_qps"]
+    for b in report["embedding_backends"].values():
+        if "batch32_qps" in b:
+            b["throughput_over_torch"] = b["batch32_qps"] / torch_qps
+    bare = report["embedding_backends"][args.router_backend]
+    with tempfile.TemporaryDirectory(prefix="load-") as tmp:
+        workdir = args.dir or Path(tmp)
+        print("through the router (starting the stack)", flush=True)
+        with LocalStack(workdir / "stack", kafka_bootstrap="", redis_url="") as stack:
+            asyncio.run(through_router(args, stack, workdir, queries, report))
+    runs = report["runs"]
+    report["decide_p50_over_bare"] = runs["decide_serial"]["p50_ms"] / bare["batch1_p50_ms"]
+    report["decide_throughput_over_batched"] = runs["decide_loaded"]["throughput_qps"] / bare["batch32_qps"]
+    report["route_throughput_over_batched"] = runs["route_loaded"]["throughput_qps"] / bare["batch32_qps"]
+    plot(report["sweep"], args.plot)
+    print(table(report))
+    print(f"plot: {args.plot}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The load bench's accounting against a stand-in router (in this process): answers are
+timed, refusals counted by status, silence past the deadline counted as lost, and the
+open loop keeps its rate whatever the latency."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import grpc
+
+from bench.load import closed_loop, channels, decide, open_loop
+from proto import router_pb2, router_pb2_grpc
+
+
+class StandIn(router_pb2_grpc.RouterServicer):
+    """Decide: 'slow' answers after 0.2 s, 'busy' is refused, 'mute' never answers."""
+
+    async def Decide(self, request, context):
+        if request.query == "busy":
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "at capacity")
+        if request.query == "mute":
+            await asyncio.sleep(3600)
+        await asyncio.sleep(0.2 if request.query == "slow" else 0.0)
+        return router_pb2.DecideResponse(decision_id=str(uuid.uuid4()), expert="a")
+
+    async def Route(self, request, context):
+        await asyncio.sleep(0.5)
+        return router_pb2.RouteResponse(decision_id=str(uuid.uuid4()), expert="a")
+
+
+async def test_closed_and_open_loops_count_answers_refusals_and_losses(monkeypatch):
+    monkeypatch.setattr("bench.load.GRACE_S", 0.2)
+    server = grpc.aio.server()
+    router_pb2_grpc.add_RouterServicer_to_server(StandIn(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    chans, stubs = channels(port, 2)
+    try:
+        run = await closed_loop("d", decide, stubs, ["fast"] * 6 + ["slow"] * 2 + ["busy", "mute"], 4, 0.3)
+        s = run.summary()
+        assert (s["ok"], s["errors"], s["lost"]) == (8, {"RESOURCE_EXHAUSTED": 1}, 1)
+        assert s["p99_ms"] >= 190 and len(set(run.ids)) == 8 and s["throughput_qps"] > 0
+        began = time.monotonic()
+        ran = await open_loop("r", stubs, ["q"] * 10, rate=20, timeout_s=2)
+        # 10 requests at 20/s are all sent within 0.5 s although each takes 0.5 s: open loop
+        assert ran.summary()["ok"] == 10 and time.monotonic() - began < 1.6
+    finally:
+        for c in chans:
+            await c.close()
+        await server.stop(0)

@@ -1,0 +1,63 @@
+"""The embedder's backends, truncation and cache: ONNX float32 gives torch's vectors,
+int8 stays close, the export happens once, a repeated query skips the model."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from bandit.embedder import Embedder
+from common.cache import cache_dir
+
+TEXTS = ["What is the capital of Peru?", "Compute 17 times 23.",
+         "Write a Python function that returns the n-th Fibonacci number, iteratively, with a docstring. " * 6]
+
+
+@pytest.fixture(scope="module")
+def torch_vectors(embedder) -> np.ndarray:
+    return embedder.encode(TEXTS)
+
+
+def test_onnx_float32_gives_torch_vectors_and_int8_stays_close(torch_vectors):
+    onnx = Embedder(backend="onnx")
+    assert onnx.version == "model/384" and onnx.backend == "onnx"
+    assert (onnx.encode(TEXTS) * torch_vectors).sum(axis=1).min() > 0.9999
+    exported = cache_dir() / "models"
+    plain = next(exported.rglob("model.onnx"))
+    before = plain.stat().st_mtime_ns
+    int8 = Embedder(backend="onnx-int8")
+    assert int8.version == "model/384+int8" and plain.stat().st_mtime_ns == before      # exported once
+    cos = (int8.encode(TEXTS) * torch_vectors).sum(axis=1)
+    assert cos.min() > 0.97 and np.allclose(np.linalg.norm(int8.encode(TEXTS), axis=1), 1, atol=1e-5)
+
+
+def test_a_shorter_sequence_truncates_long_queries_only(torch_vectors):
+    short = Embedder(max_seq_length=16)
+    assert short.version == "model/384@16"
+    cos = (short.encode(TEXTS) * torch_vectors).sum(axis=1)
+    assert cos[:2].min() > 0.9999 and cos[2] < 0.99           # only the long one was cut
+
+
+@pytest.mark.parametrize("backend", ["tpu", "onnx-int4", "torch-int8"])
+def test_bad_backends_are_named(backend):
+    with pytest.raises(ValueError, match=f"embedding backend '{backend}' is not one of"):
+        Embedder(backend=backend)
+
+
+async def test_a_repeated_query_is_answered_from_the_cache_lru():
+    emb = Embedder(cache_size=2)
+    await emb.start()
+    try:
+        first = await emb.embed(TEXTS[0])
+        again = await emb.embed(TEXTS[0])
+        assert again is first and (emb.cache_hits, emb.cache_misses) == (1, 1)
+        with pytest.raises(ValueError):
+            again[0] = 1.0                                    # shared: read-only
+        await emb.embed(TEXTS[1])
+        await emb.embed(TEXTS[2])                             # evicts TEXTS[0], the least recent
+        await emb.embed(TEXTS[0])
+        assert (emb.cache_hits, emb.cache_misses) == (1, 4)
+        assert (await asyncio.gather(*(emb.embed(TEXTS[2]) for _ in range(3))))[0] is not None
+    finally:
+        await emb.stop()
