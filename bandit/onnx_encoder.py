@@ -81,6 +81,9 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # No busy-waiting between passes: in a router the model shares the cores with the
+        # event loop, gRPC and Kafka clients, which a spinning thread pool starves.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(int8 if quantize else plain), options,
                                             providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
