@@ -27,8 +27,6 @@ import json
 import random
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -44,25 +42,9 @@ from stack.experts_file import replay_catalog
 from stack.local import LocalStack, ServiceProcess
 from stack.procs import free_port
 
+from .calls import Tally, paced, timed
+
 GRACE_S = 10.0
-
-
-@dataclass
-class Run:
-    """One measured set of calls."""
-
-    name: str
-    latencies: list[float] = field(default_factory=list)
-    errors: Counter = field(default_factory=Counter)
-    lost: int = 0
-    wall_s: float = 0.0
-    ids: list[str] = field(default_factory=list)
-
-    def summary(self) -> dict:
-        lat = np.array(self.latencies) * 1000 if self.latencies else np.array([np.nan])
-        return {"name": self.name, "ok": len(self.latencies), "errors": dict(self.errors), "lost": self.lost,
-                "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-                "throughput_qps": len(self.latencies) / self.wall_s if self.wall_s else 0.0}
 
 
 class Queries:
@@ -107,20 +89,6 @@ def bare_embedding(backend: str, queries: Queries, reference: np.ndarray | None,
 
 
 # -- calls through the router --------------------------------------------------------
-async def call(run: Run, fn, timeout_s: float) -> None:
-    began = time.monotonic()
-    try:
-        resp = await fn(timeout=timeout_s + GRACE_S)
-    except grpc.aio.AioRpcError as exc:
-        if time.monotonic() - began >= timeout_s + GRACE_S - 0.05:
-            run.lost += 1
-        else:
-            run.errors[exc.code().name] += 1
-        return
-    run.latencies.append(time.monotonic() - began)
-    run.ids.append(resp.decision_id)
-
-
 def decide(stubs, i: int, query: str, timeout_s: float):
     return lambda timeout: stubs[i % len(stubs)].Decide(router_pb2.DecideRequest(query=query), timeout=timeout)
 
@@ -130,12 +98,12 @@ def route(stubs, i: int, query: str, timeout_s: float):
         router_pb2.RouteRequest(query=query, timeout_ms=int(timeout_s * 1000)), timeout=timeout)
 
 
-async def closed_loop(name: str, make, stubs, queries: list[str], in_flight: int, timeout_s: float) -> Run:
-    run, todo = Run(name), iter(enumerate(queries))
+async def closed_loop(name: str, make, stubs, queries: list[str], in_flight: int, timeout_s: float) -> Tally:
+    run, todo = Tally(name), iter(enumerate(queries))
 
     async def worker():
         for i, q in todo:
-            await call(run, make(stubs, i, q, timeout_s), timeout_s)
+            await timed(run, make(stubs, i, q, timeout_s), timeout_s, GRACE_S)
 
     t = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
@@ -143,14 +111,11 @@ async def closed_loop(name: str, make, stubs, queries: list[str], in_flight: int
     return run
 
 
-async def open_loop(name: str, stubs, queries: list[str], rate: float, timeout_s: float) -> Run:
-    run, tasks = Run(name), []
+async def open_loop(name: str, stubs, queries: list[str], rate: float, timeout_s: float) -> Tally:
+    run, tasks = Tally(name), []
     t = time.monotonic()
-    for i, q in enumerate(queries):
-        due = t + i / rate
-        if due > time.monotonic():
-            await asyncio.sleep(due - time.monotonic())
-        tasks.append(asyncio.create_task(call(run, route(stubs, i, q, timeout_s), timeout_s)))
+    await paced(rate, None, len(queries), lambda i: tasks.append(asyncio.create_task(
+        timed(run, route(stubs, i, queries[i], timeout_s), timeout_s, GRACE_S))))
     await asyncio.gather(*tasks)
     run.wall_s = time.monotonic() - t
     return run
@@ -163,7 +128,7 @@ def channels(port: int, n: int) -> tuple[list, list]:
     return chans, [router_pb2_grpc.RouterStub(c) for c in chans]
 
 
-async def where_time_goes(bootstrap: str, run: Run) -> dict:
+async def where_time_goes(bootstrap: str, run: Tally) -> dict:
     """Medians over the run's decisions: embedding, the rest of the decision, the expert,
     and the rest of the client's latency (Kafka hops, the reply, gRPC)."""
     s = InfraSettings(kafka_bootstrap=bootstrap)
@@ -313,6 +278,8 @@ def main(argv=None) -> None:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if not backends or backends[0] != "torch":
         raise SystemExit("error: --backends must start with torch (the reference)")
+    if args.router_backend not in backends:              # the routers' floor is measured too
+        backends.append(args.router_backend)
     queries = Queries(RoutingDataset.load_or_exit(args.data), args.seed)
     report: dict = {"embedding_backends": {}}
     ref_texts = queries.take(64)

@@ -21,12 +21,9 @@ import json
 import random
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import numpy as np
 
 from common.dataset import BUNDLED, RoutingDataset
 from common.logs import setup_logging
@@ -35,23 +32,15 @@ from simulations.logs import read_all
 from stack.experts_file import replay_catalog
 from stack.local import LocalStack, ServiceProcess
 
+from .calls import Tally, paced, timed
+
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
-@dataclass
-class Phase:
-    name: str
-    sent: int = 0
-    answered: int = 0
-    lost: int = 0
-    failed: Counter = field(default_factory=Counter)
-    latencies: list[float] = field(default_factory=list)
-
-    def row(self) -> dict:
-        lat = np.array(self.latencies) if self.latencies else np.array([np.nan])
-        return {"phase": self.name, "sent": self.sent, "answered": self.answered,
-                "failed": dict(self.failed), "lost": self.lost,
-                "p50_ms": float(np.percentile(lat, 50) * 1000), "p99_ms": float(np.percentile(lat, 99) * 1000)}
+def phase_row(tally: Tally) -> dict:
+    t = tally.summary()
+    return {"phase": t["name"], "sent": t["sent"], "answered": t["ok"], "failed": t["errors"], "lost": t["lost"],
+            "p50_ms": t["p50_ms"], "p99_ms": t["p99_ms"]}
 
 
 class Faults:
@@ -93,7 +82,7 @@ class Soak:
         self.stub = router_pb2_grpc.RouterStub(self.channel)
         self.rows, self.rate, self.timeout_ms, self.grace_s = rows, rate, timeout_ms, grace_s
         self.rnd = random.Random(seed)
-        self.phases: list[Phase] = []
+        self.phases: list[Tally] = []
         self.rated: set[str] = set()
         self.rating_gave_up = 0
         self.tasks: set[asyncio.Task] = set()
@@ -103,35 +92,20 @@ class Soak:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def run_phase(self, phase: Phase, seconds: float, fault=None) -> None:
+    async def run_phase(self, phase: Tally, seconds: float, fault=None) -> None:
         """Send at the rate for `seconds`; the fault (blocking) runs in a thread meanwhile."""
         self.phases.append(phase)
         hurting = asyncio.create_task(asyncio.to_thread(fault)) if fault else None
-        start, n = time.monotonic(), 0
-        while time.monotonic() - start < seconds:
-            due = start + n / self.rate
-            if due > time.monotonic():
-                await asyncio.sleep(due - time.monotonic())
-            self._spawn(self.route(phase, self.rnd.choice(self.rows)))
-            n += 1
+        await paced(self.rate, seconds, None, lambda _: self._spawn(self.route(phase, self.rnd.choice(self.rows))))
         if hurting:
             await hurting            # the phase ends once the hurt part is back
 
-    async def route(self, phase: Phase, row) -> None:
-        phase.sent += 1
-        began = time.monotonic()
-        try:
-            resp = await self.stub.Route(router_pb2.RouteRequest(query=row.prompt, timeout_ms=self.timeout_ms),
-                                         timeout=self.timeout_ms / 1000 + self.grace_s)
-        except grpc.aio.AioRpcError as exc:
-            if time.monotonic() - began >= self.timeout_ms / 1000 + self.grace_s - 0.05:
-                phase.lost += 1      # the router never answered: neither a result nor a status
-            else:
-                phase.failed[exc.code().name] += 1
-            return
-        phase.answered += 1
-        phase.latencies.append(time.monotonic() - began)
-        await self.rate_it(resp.decision_id, row.outcomes[resp.expert].quality)
+    async def route(self, phase: Tally, row) -> None:
+        resp = await timed(phase, lambda timeout: self.stub.Route(
+            router_pb2.RouteRequest(query=row.prompt, timeout_ms=self.timeout_ms), timeout=timeout),
+            self.timeout_ms / 1000, self.grace_s)
+        if resp is not None:
+            await self.rate_it(resp.decision_id, row.outcomes[resp.expert].quality)
 
     async def rate_it(self, decision_id: str, quality: float, patience_s: float = 300.0) -> None:
         """Retry until the rating is accepted: a retry after one that did land is a second
@@ -208,17 +182,17 @@ async def soak_run(args, stack: LocalStack, workdir: Path) -> dict:
         seconds = args.minutes * 60 / len(SCHEDULE)
         began = time.monotonic()
         for name, fault in SCHEDULE:
-            phase = Phase(name)
+            phase = Tally(name)
             print(f"[{time.monotonic() - began:5.0f}s] phase: {name}", flush=True)
             await soak.run_phase(phase, seconds, getattr(faults, fault) if fault else None)
-            print(f"[{time.monotonic() - began:5.0f}s]   sent {phase.sent}, answered {phase.answered}, "
-                  f"failed {sum(phase.failed.values())}, lost {phase.lost}", flush=True)
+            print(f"[{time.monotonic() - began:5.0f}s]   sent {phase.sent}, answered {len(phase.latencies)}, "
+                  f"failed {sum(phase.errors.values())}, lost {phase.lost}", flush=True)
         print("waiting for requests in flight and the learner to catch up", flush=True)
         await soak.drain()
         totals = await settle(soak, stack, args.settle_s)
         await soak.channel.close()
         return {"minutes": args.minutes, "rate": args.rate, "timeout_ms": args.timeout_ms,
-                "phases": [p.row() for p in soak.phases], "totals": totals,
+                "phases": [phase_row(p) for p in soak.phases], "totals": totals,
                 "lost": sum(p.lost for p in soak.phases)}
     finally:
         for p in reversed(procs):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import grpc
 
-from bench.soak import Phase, Soak
+from bench.calls import Tally
+from bench.soak import Soak
 from proto import router_pb2, router_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,9 +35,9 @@ async def test_no_reply_by_deadline_plus_grace_is_lost_a_status_is_failed():
         row = type("Row", (), {"prompt": "hello", "outcomes": {}})
         refused = type("Row", (), {"prompt": "refuse", "outcomes": {}})
         soak = Soak(port, [row], rate=1, timeout_ms=200, grace_s=0.3, seed=0)
-        phase = Phase("p")
+        phase = Tally("p")
         await asyncio.gather(soak.route(phase, row), soak.route(phase, refused))
-        assert (phase.sent, phase.answered, phase.lost, dict(phase.failed)) == (2, 0, 1, {"UNAVAILABLE": 1})
+        assert (phase.sent, len(phase.latencies), phase.lost, dict(phase.errors)) == (2, 0, 1, {"UNAVAILABLE": 1})
         await soak.channel.close()
     finally:
         await server.stop(0)
