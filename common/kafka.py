@@ -43,15 +43,32 @@ async def ensure_topics(bootstrap: str, topics: dict[str, int], retries: int = 3
             await admin.close()
 
 
-async def topic_partitions(bootstrap: str, topics: list[str]) -> dict[str, list[int]]:
-    """Each existing topic's partition numbers (from the broker's metadata, asked now)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    try:
-        await admin.start()
-        found = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    return {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in found if not t["error_code"]}
+async def topic_partitions(bootstrap: str, topics: list[str], wait_s: float = 30.0) -> dict[str, list[int]]:
+    """Each existing topic's partition numbers, from the broker's metadata.
+
+    A topic created a moment ago can be listed before its partitions have a leader (seen on a
+    loaded CI machine): a reader that assigned itself the partitions found then would never
+    see the rest. So ask again, for up to `wait_s`, until every topic has partitions and each
+    a leader; after that, return what exists and say what does not.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            described = await admin.describe_topics(topics)
+        finally:
+            await admin.close()
+        found = {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in described
+                 if not t["error_code"] and t["partitions"]}
+        leaderless = [t["topic"] for t in described if any(p["leader"] < 0 for p in t["partitions"])]
+        missing = sorted(set(topics) - set(found)) + leaderless
+        if not missing:
+            return found
+        if time.monotonic() > deadline:
+            log.warning("topics without partitions or leaders after %.0fs: %s", wait_s, missing)
+            return found
+        await asyncio.sleep(0.2)
 
 
 def make_producer(bootstrap: str, **kw) -> AIOKafkaProducer:

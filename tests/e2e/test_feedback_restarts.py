@@ -2,7 +2,10 @@
 
 An operator's run, shrunk to fit CI: the bundled data set's nine models as replay experts,
 16 clients each sending Route then Feedback, the feedback app killed (SIGKILL) twice
-while batches are in flight and started again a few seconds later. Afterwards every
+while batches are in flight and started again a few seconds later. Traffic is held a few
+rounds past each kill point until the restarted app has learned again: on a fast machine
+the clients would otherwise finish before the second kill, which then proves nothing (and
+the restarted app, with nothing left to learn, publishes no snapshot). Afterwards every
 rated decision has a reward on router.rewards, and every rewarded decision is learned
 exactly once: the policy's update count equals the number of distinct rewarded
 decisions, and Redis records each of them as applied.
@@ -29,6 +32,7 @@ from tests.helpers import eventually, read_to_end, running
 REQUESTS = 480
 CLIENTS = 16
 KILL_AT = (110, 290)          # rated decisions before each kill
+OVERRUN = 3 * CLIENTS         # requests that may start past a kill point before the restart is done
 DOWN_S = 4.0
 
 
@@ -41,9 +45,20 @@ class RatedClients:
         self.rows = iter(rows)
         self.rated: list[str] = []
         self.failed: list[str] = []
+        self.started, self.allowed = 0, KILL_AT[0] + OVERRUN
+        self._opened = asyncio.Event()
+
+    def allow(self, n: int) -> None:
+        """Let requests start until `n` have started."""
+        self.allowed = n
+        self._opened.set()
+        self._opened = asyncio.Event()
 
     async def client(self) -> None:
         for row in self.rows:   # a shared iterator: each row is sent once, by whichever client is free
+            while self.started >= self.allowed:
+                await self._opened.wait()
+            self.started += 1
             try:
                 resp = await self.stub.Route(router_pb2.RouteRequest(
                     query=row.prompt, options=router_pb2.RouteOptions(metadata={"item_id": row.id})), timeout=20)
@@ -91,10 +106,11 @@ async def test_every_rated_decision_is_learned_once_across_two_feedback_kills(se
         await eventually(lambda: _newer(store, before), timeout=120, interval=0.1)
         recovery.append(time.monotonic() - started)
 
+    traffic = asyncio.create_task(clients.run())
     try:
-        traffic = asyncio.create_task(clients.run())
-        for at in KILL_AT:
+        for at, then in zip(KILL_AT, [*KILL_AT[1:], REQUESTS]):
             await kill_and_restart(at)
+            clients.allow(then + OVERRUN if then < REQUESTS else REQUESTS)
         await traffic
         assert clients.failed == [] and len(clients.rated) == REQUESTS
 
@@ -121,6 +137,7 @@ async def test_every_rated_decision_is_learned_once_across_two_feedback_kills(se
         print(f"feedback app back to learning after a SIGKILL: {[round(r, 1) for r in recovery]} s")
         assert all(r < 30 for r in recovery), recovery
     finally:
+        traffic.cancel()            # the test loop is shared by the session: leave no clients behind
         await clients.channel.close()
         await redis.aclose()
 

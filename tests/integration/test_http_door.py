@@ -282,15 +282,22 @@ async def test_the_dashboard_serves_its_page_assets_and_live_data(door, prompts)
         status, _, text = await get(f"{base}/dashboard/static/{asset}")
         assert status == 200 and len(text) > 500, asset
 
+    seen: dict = {}
+
     async def learned():
         _, _, text = await get(f"{base}/dashboard/data")
         data = json.loads(text)
         rows = {r["decision_id"]: r for r in data["recent"]}
         row = rows.get(chat.id)
-        every = {c.id for c in chats} <= set(rows)          # whichever partition each decision went to
-        return data if every and row and row["quality"] == 0.75 and row["answered_by"] == "mathbot" else None
+        missing = {c.id for c in chats} - set(rows)          # whichever partition each decision went to
+        seen.update(missing=missing, row=row, totals=data["totals"],
+                    feed=sorted(str(tp) for tp in router.feed._consumer.assignment()))
+        return data if not missing and row and row["quality"] == 0.75 and row["answered_by"] == "mathbot" else None
 
-    data = await eventually(learned, timeout=120)   # the join waits out late ratings; slow under load
+    try:
+        data = await eventually(learned, timeout=120)
+    except AssertionError:
+        raise AssertionError(f"the dashboard never showed all the decisions and the rating: {seen}") from None
     assert data["premium"] == "mathbot" and data["totals"]["rewards"] >= 1 and data["share"]["mathbot"]
     assert data["policy"] == router.live.name
 
