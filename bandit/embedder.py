@@ -4,6 +4,12 @@ Concurrent requests queue their texts; one task runs the model on up to `batch_s
 texts at a time in a thread, so the event loop keeps serving while the model works and
 a burst of requests costs one forward pass instead of many.
 
+On ONNX Runtime on a CPU, `parallel` micro-batches run at once (one per core by default),
+each on one thread, instead of one at a time spread over every core: a small model's
+passes parallelise poorly inside (each operator waits for its slowest thread), and a
+second pass keeps the cores busy while the event loop hands out the first one's vectors
+(measured on 2 cores, int8, batches of 32: 120 texts/s against 92 to 97).
+
 A model that embeds images too (a sentence-transformers CLIP model: text and images in
 one space) also embeds a request's images; `joint` folds them into the query's vector,
 so the policy sees what the image shows in the same coordinates as the words.
@@ -17,7 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +53,23 @@ def pick_device(requested: str = "") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota
+    (a container's CPU limit), which os.cpu_count() does not see."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(math.ceil(int(quota) / int(period)), 1))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
 class Embedder:
     def __init__(self, model: str = "", device: str = "", batch_size: int = 32, max_wait_ms: float = 2.0,
                  backend: str = "torch", max_seq_length: int | None = None, cache_size: int = 0,
-                 forward_batch: int = 8):
+                 forward_batch: int = 8, parallel: int = 0):
         from sentence_transformers import SentenceTransformer
 
         self.model_name = model or default_model_path()
@@ -61,7 +83,14 @@ class Embedder:
         if backend.startswith("onnx"):
             from .onnx_encoder import OnnxEncoder
 
-            self.onnx = OnnxEncoder(self.model, self.model_name, quantize=backend.partition("-")[2])
+            cores = usable_cores()
+            parallel = parallel or (cores if self.device == "cpu" else 1)
+            self.onnx = OnnxEncoder(self.model, self.model_name, quantize=backend.partition("-")[2],
+                                    threads=max(cores // parallel, 1))
+        # torch parallelises inside each operator (and its tokenizer is not shared safely
+        # across threads): one pass at a time.
+        self.parallel = max(parallel, 1) if self.onnx is not None else 1
+        self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="embed")
         if max_seq_length:
             self.model.max_seq_length = max_seq_length
         self.dim = int(self.model.get_embedding_dimension())
@@ -88,7 +117,14 @@ class Embedder:
         log.info("embedding model %s on %s, %s backend (dim %d)", self.model_name, self.device, self.backend, self.dim)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Blocking batch encode: unit-norm float32 rows (used by the batcher and by replays)."""
+        """Blocking batch encode: unit-norm float32 rows (replays, warm start, benches), in
+        micro-batches of `batch_size`, `parallel` at a time."""
+        if len(texts) <= self.batch_size:
+            return self._encode(texts)
+        chunks = [texts[i:i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        return np.concatenate(list(self._pool.map(self._encode, chunks)))
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         if self.onnx is not None:
             return self.onnx.encode(texts, self.forward_batch)
         return self.model.encode(texts, batch_size=self.forward_batch, normalize_embeddings=True,
@@ -105,10 +141,13 @@ class Embedder:
         # One forward pass now, so the first request does not pay for lazy initialisation.
         await asyncio.to_thread(self.encode, ["warm up"])
         self._queue = asyncio.Queue()
+        self._passes: set[asyncio.Task] = set()
         self._task = asyncio.create_task(self._run(), name="embedder")
 
     async def stop(self) -> None:
         await cancel_task(self._task)
+        for task in list(self._passes):
+            await cancel_task(task)
 
     async def embed(self, text: str) -> np.ndarray:
         if self.cache_size:
@@ -129,7 +168,11 @@ class Embedder:
         return vector
 
     async def _run(self) -> None:
+        free = asyncio.Semaphore(self.parallel)
         while True:
+            # A free pass first, then the batch: while every pass is busy, requests gather
+            # into the next batch instead of each taking a pass of its own.
+            await free.acquire()
             batch = [await self._queue.get()]
             deadline = asyncio.get_running_loop().time() + self.max_wait_s
             while len(batch) < self.batch_size:
@@ -141,17 +184,26 @@ class Embedder:
                     break
             live = [(t, f) for t, f in batch if not f.done()]
             if not live:
+                free.release()
                 continue
-            try:
-                vectors = await asyncio.to_thread(self.encode, [t for t, _ in live])
-            except Exception as exc:  # a model failure fails these requests, not the batcher
-                for _, f in live:
-                    if not f.done():
-                        f.set_exception(exc)
-                continue
-            for (_, f), v in zip(live, vectors):
+            task = asyncio.create_task(self._pass(live, free), name="embedder-pass")
+            self._passes.add(task)
+            task.add_done_callback(self._passes.discard)
+
+    async def _pass(self, live: list, free: asyncio.Semaphore) -> None:
+        try:
+            vectors = await asyncio.get_running_loop().run_in_executor(self._pool, self._encode,
+                                                                       [t for t, _ in live])
+        except Exception as exc:  # a model failure fails these requests, not the batcher
+            for _, f in live:
                 if not f.done():
-                    f.set_result(v)
+                    f.set_exception(exc)
+            return
+        finally:
+            free.release()
+        for (_, f), v in zip(live, vectors):
+            if not f.done():
+                f.set_result(v)
 
 
 def joint(text: np.ndarray, images: np.ndarray | None) -> np.ndarray:

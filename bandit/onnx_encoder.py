@@ -14,6 +14,7 @@ import fcntl
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,7 @@ class OnnxEncoder:
 
         self.pooling = _pooling(model)
         self.tokenizer, self.model = model.tokenizer, model
+        self._tokenizing = threading.Lock()
         folder = cache_dir() / "models" / re.sub(r"[^A-Za-z0-9_.-]", "_", name.strip("/"))
         folder.mkdir(parents=True, exist_ok=True)
         plain, int8 = folder / "model.onnx", folder / "model_int8.onnx"
@@ -98,8 +100,9 @@ class OnnxEncoder:
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = []
         for start in range(0, len(texts), batch_size):
-            enc = self.tokenizer([texts[i] for i in order[start:start + batch_size]], padding=True, truncation=True,
-                                 max_length=self.max_seq_length, return_tensors="np")
+            with self._tokenizing:     # a fast tokenizer sets its padding per call: not for two threads at once
+                enc = self.tokenizer([texts[i] for i in order[start:start + batch_size]], padding=True,
+                                     truncation=True, max_length=self.max_seq_length, return_tensors="np")
             hidden = self.session.run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0]
             mask = enc["attention_mask"][..., None].astype(np.float32)
             if self.pooling == "mean":

@@ -2,9 +2,11 @@
 
 In one run on this machine, side by side:
 - the embedding model alone, in this process, for each backend of --backends (torch,
-  onnx, onnx-int8; torch/32 is torch with one forward pass per 32 texts, the old way):
-  batch 1 (p50: the floor of a serial decision) and batches of 32 (throughput: the floor
-  of a loaded router), each backend's vectors compared with torch float32's (cosine);
+  onnx, onnx-int8; torch/32 is torch with one forward pass per 32 texts, the old way;
+  onnx-int8@1 is int8 one micro-batch at a time over every core, the way before parallel
+  passes): batch 1 (p50: the floor of a serial decision) and micro-batches of 32, as many
+  at once as a router runs them (throughput: the floor of a loaded router), each backend's
+  vectors compared with torch float32's (cosine);
 - through a router of the local stack (started here, with a replay worker): Decide and
   Route serially and closed loop at --in-flight requests in flight; Route open loop at
   --rate requests/s (default: 70% of the closed loop's throughput), so queueing shows;
@@ -12,7 +14,9 @@ In one run on this machine, side by side:
 - where the time goes, from the decision and result events of the serial Decides and
   Routes and the loaded Routes: embedding (waiting for it included), the rest of the
   decision, the expert, and everything else ("transport": gRPC, the Kafka writes, replies);
-- Decide at --in-flight through 1 and then 2 router processes sharing one port (SO_REUSEPORT).
+- Decide at --in-flight through 1 and then 2 router processes sharing one port (SO_REUSEPORT);
+- where the cores go in each loaded run: CPU time per process (routers, worker, feedback,
+  Kafka, Redis, this bench as the load generator) over the run's wall time (bench/cpu.py).
 Every query is a distinct prompt of the bundled data set (no embedding-cache hits).
 The ratios the issue asks for are in the JSON: decide_p50_over_bare (Decide's serial p50
 over the bare batch-1 p50), decide_throughput_over_batched and route_throughput_over_batched
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import tempfile
 import time
@@ -43,6 +48,7 @@ from stack.local import LocalStack, ServiceProcess
 from stack.procs import free_port
 
 from .calls import Tally, paced, timed
+from .cpu import CpuMeter
 
 GRACE_S = 10.0
 
@@ -64,10 +70,12 @@ class Queries:
 # -- the embedding model alone ------------------------------------------------------
 def bare_embedding(backend: str, queries: Queries, reference: np.ndarray | None, ref_texts: list[str],
                    n_single: int, n_batched: int) -> dict:
-    """`backend`: torch, onnx or onnx-int8, with /N for N texts per forward pass (default 8)."""
-    spec, _, passes = backend.partition("/")
+    """`backend`: torch, onnx or onnx-int8, with /N for N texts per forward pass (default 8)
+    and, for ONNX, @P for P micro-batches at once (default: one per core)."""
+    backend_passes, _, parallel = backend.partition("@")
+    spec, _, passes = backend_passes.partition("/")
     try:
-        emb = Embedder(backend=spec, batch_size=32, forward_batch=int(passes or 8))
+        emb = Embedder(backend=spec, batch_size=32, forward_batch=int(passes or 8), parallel=int(parallel or 0))
     except Exception as exc:      # a backend whose packages are missing is reported, not fatal
         return {"backend": backend, "unavailable": f"{type(exc).__name__}: {exc}"[:300]}
     emb.encode(["warm up"] * 32)
@@ -78,8 +86,7 @@ def bare_embedding(backend: str, queries: Queries, reference: np.ndarray | None,
         single.append(time.perf_counter() - t)
     texts = queries.take(n_batched)
     t = time.perf_counter()
-    for i in range(0, len(texts), 32):
-        emb.encode(texts[i:i + 32])
+    emb.encode(texts)               # micro-batches of 32, as many at once as the router runs
     batched_qps = len(texts) / (time.perf_counter() - t)
     vectors = emb.encode(ref_texts)
     cos = (vectors * reference).sum(axis=1) if reference is not None else np.ones(len(ref_texts))
@@ -180,8 +187,8 @@ async def through_router(args, stack: LocalStack, workdir: Path, queries: Querie
     port = free_port()
     env = stack.env(BR_EXPERTS_FILE=catalog.resolve(), BR_PORT=port, BR_EMBEDDING_BACKEND=args.router_backend)
     logs = workdir / "logs"
-    services = [ServiceProcess("feedback.main", env, logs / "feedback.log"),
-                ServiceProcess("workers.main", env, logs / "worker.log"),
+    services = [ServiceProcess("feedback.main", env, logs / "feedback.log", name="feedback"),
+                ServiceProcess("workers.main", env, logs / "worker.log", name="worker"),
                 ServiceProcess("router_svc.main", env, logs / "router1.log", name="router1")]
     second = ServiceProcess("router_svc.main", env, logs / "router2.log", name="router2")
     timeout_s, n, k = args.timeout_ms / 1000, args.requests, args.in_flight
@@ -190,13 +197,20 @@ async def through_router(args, stack: LocalStack, workdir: Path, queries: Querie
             p.spawn()
         for p in services:
             await asyncio.to_thread(p.wait_ready, 180)
+        pids = {"bench (load generator)": os.getpid(), **{p.name: p.proc.pid for p in services},
+                **({"kafka": stack.kafka.proc.pid} if stack.kafka else {}),
+                **({"redis": stack.redis.proc.pid} if stack.redis else {})}
+        cores = report["cores"] = {}
         chans, stubs = channels(port, 1)
         await closed_loop("warm-up", decide, stubs, queries.take(32), 8, timeout_s)
         runs = {}
         for name, make, count, width in (("decide_serial", decide, 60, 1), ("decide_loaded", decide, n, k),
                                           ("route_serial", route, 40, 1), ("route_loaded", route, n, k)):
             print(f"  {name}: {count} requests, {width} in flight", flush=True)
+            meter = CpuMeter(pids)
             runs[name] = await closed_loop(name, make, stubs, queries.take(count), width, timeout_s)
+            if width > 1:
+                cores[name] = meter.used()
         rate = args.rate or 0.7 * runs["route_loaded"].summary()["throughput_qps"]
         count = max(int(rate * args.open_s), 10)
         print(f"  route_open: {count} requests at {rate:.1f}/s", flush=True)
@@ -213,10 +227,19 @@ async def through_router(args, stack: LocalStack, workdir: Path, queries: Querie
         # One router, then two on the same port: many connections, so the kernel spreads them.
         print("  scaling: 1 router, then 2 on one port", flush=True)
         chans, stubs = channels(port, 16)
+        meter = CpuMeter(pids)
         one = await closed_loop("decide_1_router", decide, stubs, queries.take(n), k, timeout_s)
+        cores["decide_1_router"] = meter.used()
+        for c in chans:
+            await c.close()
+        # New connections once the second router listens: the kernel spreads connections,
+        # not requests, so ones opened before it started would all stay with the first.
         await asyncio.to_thread(second.start, 180)
+        chans, stubs = channels(port, 16)
         await closed_loop("warm-up", decide, stubs, queries.take(32), 16, timeout_s)
+        meter = CpuMeter({**pids, second.name: second.proc.pid})
         two = await closed_loop("decide_2_routers", decide, stubs, queries.take(n), k, timeout_s)
+        cores["decide_2_routers"] = meter.used()
         for c in chans:
             await c.close()
         report["runs"] = {name: r.summary() for name, r in runs.items()}
@@ -250,6 +273,12 @@ def table(report: dict) -> str:
         if sp:
             lines.append(f"| {name} | {sp['decisions']} | {sp['embed_ms']:.1f} | {sp['rest_of_decision_ms']:.1f} | "
                          f"{sp['expert_ms']:.1f} | {sp['transport_ms']:.1f} |")
+    names = list(dict.fromkeys(name for used in report.get("cores", {}).values() for name in used if name != "total"))
+    lines += ["", f"| where the cores go (cores used, {os.cpu_count()} here) | " + " | ".join(names) + " | total |",
+              "|---" * (len(names) + 2) + "|"]
+    for run, used in report.get("cores", {}).items():
+        lines.append(f"| {run} | " + " | ".join(f"{used[n]:.2f}" if n in used else "" for n in names)
+                     + f" | {used['total']:.2f} |")
     lines += ["", ", ".join(f"{k} {report[k]:.2f}" for k in (
         "decide_p50_over_bare", "decide_throughput_over_batched", "route_throughput_over_batched")) +
         f", two routers over one {report['scaling']['two_over_one']:.2f}, lost {report['lost']}"]
@@ -264,9 +293,10 @@ def main(argv=None) -> None:
     p.add_argument("--rate", type=float, help="open-loop Route rate (default: 70%% of the closed loop's)")
     p.add_argument("--open-s", type=float, default=15.0, help="seconds of open-loop traffic")
     p.add_argument("--timeout-ms", type=int, default=10_000, help="each request's deadline")
-    p.add_argument("--backends", default="torch,torch/32,onnx,onnx-int8",
-                   help="embedding backends measured alone, /N: N texts per forward pass (default 8); torch "
-                        "first: the reference; torch/32 is sentence-transformers' batch of 32 as it comes")
+    p.add_argument("--backends", default="torch,torch/32,onnx,onnx-int8@1,onnx-int8",
+                   help="embedding backends measured alone, /N: N texts per forward pass (default 8), @P: P "
+                        "ONNX micro-batches at once (default one per core); torch first: the reference; "
+                        "torch/32 is sentence-transformers' batch of 32 as it comes")
     p.add_argument("--router-backend", default="onnx-int8",
                    help="the routers' embedding backend (default: BR_EMBEDDING_BACKEND's on a CPU)")
     p.add_argument("--data", type=Path, default=BUNDLED, help="routing data set: its prompts and replay experts")
@@ -286,7 +316,7 @@ def main(argv=None) -> None:
     reference = None
     for backend in backends:
         print(f"embedding alone: {backend}", flush=True)
-        b = bare_embedding(backend, queries, reference, ref_texts, 60, 320)
+        b = bare_embedding(backend, queries, reference, ref_texts, 60, 640)
         vectors = b.pop("_vectors", None)
         if backend == "torch":
             reference = vectors

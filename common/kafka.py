@@ -80,7 +80,7 @@ def make_producer(bootstrap: str, **kw) -> AIOKafkaProducer:
     Every consumer in this system is idempotent, so the duplicate a retry may write is harmless.
     """
     opts = dict(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
-                linger_ms=1, request_timeout_ms=15_000, retry_backoff_ms=200)
+                linger_ms=0, request_timeout_ms=15_000, retry_backoff_ms=200)
     opts.update(kw)
     return AIOKafkaProducer(**opts)
 

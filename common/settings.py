@@ -153,6 +153,7 @@ class RouterSettings(PolicySettings):
     embed_batch_size: int = Field(default=32, ge=1)
     embed_max_wait_ms: float = Field(default=0.0, ge=0)   # 0: take what is queued when the model is free
     embed_forward_batch: int = Field(default=8, ge=1)      # texts per forward pass, like lengths together
+    embed_parallel: int = Field(default=0, ge=0)           # ONNX micro-batches at once; 0: one per core on a CPU
     default_cost_weight: float = Field(default=0.0, ge=0)
     default_timeout_ms: int = Field(default=10_000, ge=1)
     max_timeout_ms: int = Field(default=300_000, ge=1)     # a longer request timeout is refused

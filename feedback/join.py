@@ -5,6 +5,12 @@ for ROUTE decisions, the chosen expert's result too (and again, identical, for a
 redelivered event); a failed or timed-out expert gets `failure_quality` without waiting
 for a rating. Feedback that cannot be joined (unknown
 id after a grace period, expired decision, second rating) is dead-lettered with a reason.
+
+Kafka orders events within a topic's partition, not across topics, so ratings can reach
+the join before their decision. Whose they are is unknown until it comes: the first
+rating is held and later ones wait beside it (up to MAX_WAITING), and when the decision
+arrives the first admissible one counts; a stranger's rating that came first does not
+crowd out the owner's.
 """
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ from common.codec import BadEvent, require_finite, require_uuid
 from proto import events_pb2
 
 DECISION, RESULT, RATING, SWEEP = "decision", "result", "rating", "sweep"
+MAX_WAITING = 16
+ALREADY_RATED = "decision already rated; only the first rating counts"
 
 
 @dataclass
@@ -73,18 +81,22 @@ def apply(state: events_pb2.JoinState | None, kind: str, ev, now: int, rules: Jo
     if kind == RATING and st.rewarded and st.HasField("result") and not st.result.ok:
         st.seen_event_ids.append(eid)   # rates the fallback's answer; the chosen expert failed
         return Outcome(st)
+    if kind == RATING and st.HasField("rating") and not st.HasField("decision") and len(st.waiting) < MAX_WAITING:
+        st.seen_event_ids.append(eid)            # the held one may turn out a stranger's
+        st.waiting.add().CopyFrom(ev)
+        return Outcome(st)
     if kind == RATING and (st.HasField("rating") or st.rewarded):
-        return Outcome(st, dead=[("decision already rated; only the first rating counts",
-                                  ev.SerializeToString())])
+        return Outcome(st, dead=[(ALREADY_RATED, ev.SerializeToString())])
     if kind == RATING and st.HasField("decision") and _foreign(st.decision, ev):
         return Outcome(st, dead=[(_foreign_reason(st.decision, ev), ev.SerializeToString())])
     st.seen_event_ids.append(eid)
     if kind == DECISION:
         st.decision.CopyFrom(ev)
-        if st.HasField("rating") and _foreign(ev, st.rating):      # the rating came first
-            dead = [(_foreign_reason(ev, st.rating), st.rating.SerializeToString())]
-            st.ClearField("rating")
-            return Outcome(st, dead=dead)
+        if st.HasField("rating"):                                 # ratings came first: judge them now
+            dead = _judge_early_ratings(st)
+            out = _maybe_reward(st, now, rules)
+            out.dead = dead + out.dead
+            return out
     elif kind == RESULT:
         if ev.attempt != 0:          # fallback answers are served, not learned from
             return Outcome(st)
@@ -101,6 +113,22 @@ def _foreign(decision: events_pb2.DecisionEvent, rating: events_pb2.Rating) -> b
 
 def _foreign_reason(decision: events_pb2.DecisionEvent, rating: events_pb2.Rating) -> str:
     return f"tenant {rating.tenant!r} may not rate a decision of tenant {decision.tenant!r}"
+
+
+def _judge_early_ratings(st: events_pb2.JoinState) -> list[tuple[str, bytes]]:
+    """In arrival order, the first rating the decision's tenant admits is kept; the rest are dead letters."""
+    early = [events_pb2.Rating.FromString(r.SerializeToString()) for r in (st.rating, *st.waiting)]
+    st.ClearField("rating")
+    del st.waiting[:]
+    dead = []
+    for r in early:
+        if _foreign(st.decision, r):
+            dead.append((_foreign_reason(st.decision, r), r.SerializeToString()))
+        elif st.HasField("rating"):
+            dead.append((ALREADY_RATED, r.SerializeToString()))
+        else:
+            st.rating.CopyFrom(r)
+    return dead
 
 
 def _maybe_reward(st: events_pb2.JoinState, now: int, rules: JoinRules) -> Outcome:
@@ -138,11 +166,9 @@ def _sweep(st: events_pb2.JoinState, now: int, rules: JoinRules) -> Outcome:
     if not st.HasField("decision"):
         if age < rules.grace_ms:
             return Outcome(st)
-        dead = []
-        if st.HasField("rating"):
-            dead.append(("unknown decision_id: no decision arrived within the grace period",
-                         st.rating.SerializeToString()))
-        return Outcome(None, dead=dead)
+        held = [st.rating, *st.waiting] if st.HasField("rating") else []
+        return Outcome(None, dead=[("unknown decision_id: no decision arrived within the grace period",
+                                    r.SerializeToString()) for r in held])
     if age >= 2 * rules.ttl_ms:
         return Outcome(None)                    # the tombstone has done its work
     if age >= rules.ttl_ms and not st.expired:

@@ -282,7 +282,7 @@ class DeadLetter(_message.Message):
     def __init__(self, source_topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., reason: _Optional[str] = ..., payload: _Optional[bytes] = ..., decision_id: _Optional[str] = ..., ts_ms: _Optional[int] = ..., component: _Optional[str] = ...) -> None: ...
 
 class JoinState(_message.Message):
-    __slots__ = ("decision", "result", "rating", "rewarded", "expired", "first_seen_ms", "seen_event_ids", "reward")
+    __slots__ = ("decision", "result", "rating", "rewarded", "expired", "first_seen_ms", "seen_event_ids", "reward", "waiting")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     RATING_FIELD_NUMBER: _ClassVar[int]
@@ -291,6 +291,7 @@ class JoinState(_message.Message):
     FIRST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
     SEEN_EVENT_IDS_FIELD_NUMBER: _ClassVar[int]
     REWARD_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     decision: DecisionEvent
     result: ExpertResult
     rating: Rating
@@ -299,7 +300,8 @@ class JoinState(_message.Message):
     first_seen_ms: int
     seen_event_ids: _containers.RepeatedScalarFieldContainer[str]
     reward: RewardEvent
-    def __init__(self, decision: _Optional[_Union[DecisionEvent, _Mapping]] = ..., result: _Optional[_Union[ExpertResult, _Mapping]] = ..., rating: _Optional[_Union[Rating, _Mapping]] = ..., rewarded: _Optional[bool] = ..., expired: _Optional[bool] = ..., first_seen_ms: _Optional[int] = ..., seen_event_ids: _Optional[_Iterable[str]] = ..., reward: _Optional[_Union[RewardEvent, _Mapping]] = ...) -> None: ...
+    waiting: _containers.RepeatedCompositeFieldContainer[Rating]
+    def __init__(self, decision: _Optional[_Union[DecisionEvent, _Mapping]] = ..., result: _Optional[_Union[ExpertResult, _Mapping]] = ..., rating: _Optional[_Union[Rating, _Mapping]] = ..., rewarded: _Optional[bool] = ..., expired: _Optional[bool] = ..., first_seen_ms: _Optional[int] = ..., seen_event_ids: _Optional[_Iterable[str]] = ..., reward: _Optional[_Union[RewardEvent, _Mapping]] = ..., waiting: _Optional[_Iterable[_Union[Rating, _Mapping]]] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
     __slots__ = ("audit_id", "ts_ms", "action", "actor", "from_policy", "to_policy", "from_version", "to_version", "reason", "figures")

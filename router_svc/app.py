@@ -48,7 +48,7 @@ class RouterApp:
         s = self.s
         self.embedder = self.embedder or Embedder(
             s.embedding_model, s.embedding_device, s.embed_batch_size, s.embed_max_wait_ms, s.embedding_backend,
-            s.embedding_max_seq_length, s.embedding_cache_size, s.embed_forward_batch)
+            s.embedding_max_seq_length, s.embedding_cache_size, s.embed_forward_batch, s.embed_parallel)
         await self.embedder.start()
         reply_topic = s.reply_topic(s.router_id)
         topics = {t: s.topic_partitions for t in (s.decisions_topic, s.results_topic, s.ratings_topic,

@@ -49,3 +49,24 @@ async def test_closed_and_open_loops_count_answers_refusals_and_losses(monkeypat
         for c in chans:
             await c.close()
         await server.stop(0)
+
+
+def test_the_cpu_meter_tells_a_busy_process_from_an_idle_one():
+    import subprocess
+    import sys
+
+    from bench.cpu import CpuMeter, cpu_seconds
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 5\nwhile time.time() < end: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        time.sleep(0.3)                       # past the interpreters' start-up
+        meter = CpuMeter({"busy": busy.pid, "idle": idle.pid, "gone": 2 ** 22 + 7})
+        time.sleep(1.5)
+        used = meter.used()
+    finally:
+        busy.kill(), idle.kill()
+        busy.wait(), idle.wait()
+    assert used["busy"] > 0.5 and used["idle"] < 0.05, used     # a spinning loop holds about one core
+    assert "gone" not in used and used["total"] == round(used["busy"] + used["idle"], 3)
+    assert cpu_seconds(2 ** 22 + 7) is None

@@ -61,3 +61,20 @@ async def test_a_repeated_query_is_answered_from_the_cache_lru():
         assert (await asyncio.gather(*(emb.embed(TEXTS[2]) for _ in range(3))))[0] is not None
     finally:
         await emb.stop()
+
+
+async def test_parallel_onnx_passes_give_each_request_its_own_vector(torch_vectors):
+    """Micro-batches of 4 texts, 3 at once: every concurrent request gets the vector of its
+    own text (float32 ONNX: torch's), a bulk encode splits the same way, torch stays at one."""
+    texts = [f"{t} (variant {i})" for i in range(14) for t in TEXTS]
+    emb = Embedder(backend="onnx", batch_size=4, parallel=3)
+    assert emb.parallel == 3 and Embedder().parallel == 1
+    serial = Embedder(backend="onnx", batch_size=4, parallel=1).encode(texts)
+    assert np.abs(emb.encode(texts) - serial).max() < 1e-4
+    await emb.start()
+    try:
+        got = await asyncio.gather(*(emb.embed(t) for t in texts))
+        assert np.abs(np.stack(got) - serial).max() < 1e-4
+        assert (np.stack(await asyncio.gather(*(emb.embed(t) for t in TEXTS))) * torch_vectors).sum(axis=1).min() > 0.9999
+    finally:
+        await emb.stop()

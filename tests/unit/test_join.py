@@ -168,17 +168,19 @@ def test_ratings_decode_from_protobuf_or_the_json_mapping():
         decode(camel, events_pb2.Rating)
 
 
-@pytest.mark.parametrize("order", ["decision first", "rating first"])
+@pytest.mark.parametrize("order", ["decision first", "rating first", "both ratings first"])
 def test_a_rating_from_another_tenant_is_dead_lettered_and_the_owner_still_rates(order):
     did = str(uuid.uuid4())
     d = decision(did)
     d.tenant = "acme"
     foreign, own = rating(did, q=0.0), rating(did, q=0.9)
     foreign.tenant, own.tenant = "globex", "acme"
-    events = [(join.DECISION, d), (join.RESULT, result(did)), (join.RATING, foreign)]
+    events = [(join.DECISION, d), (join.RESULT, result(did)), (join.RATING, foreign), (join.RATING, own)]
     if order == "rating first":
-        events = [events[2], events[0], events[1]]
-    state, rewards, dead = feed(events + [(join.RATING, own)])
+        events = [events[2], events[0], events[1], events[3]]
+    elif order == "both ratings first":       # Kafka orders a partition, not the three topics
+        events = [events[2], events[3], events[0], events[1]]
+    state, rewards, dead = feed(events)
     assert dead == ["tenant 'globex' may not rate a decision of tenant 'acme'"]
     assert [r.quality for r in rewards] == [0.9]
     unchecked = rating(str(uuid.uuid4()))                   # no tenant on the rating: auth off
@@ -186,3 +188,23 @@ def test_a_rating_from_another_tenant_is_dead_lettered_and_the_owner_still_rates
     d2.tenant = "acme"
     _, rewards, dead = feed([(join.DECISION, d2), (join.RESULT, result(d2.decision_id)), (join.RATING, unchecked)])
     assert len(rewards) == 1 and dead == []
+
+
+def test_ratings_before_their_decision_wait_for_it_and_the_first_admissible_counts():
+    did = str(uuid.uuid4())
+    d = decision(did)
+    d.tenant = "acme"
+    ratings = [rating(did, q=q) for q in (0.2, 0.4, 0.6)]
+    ratings[0].tenant, ratings[1].tenant = "globex", "acme"     # the third has no tenant: auth off
+    _, rewards, dead = feed([(join.RATING, r) for r in ratings] + [(join.RATING, ratings[1]),   # a redelivery
+                                                                    (join.DECISION, d), (join.RESULT, result(did))])
+    assert [r.quality for r in rewards] == [0.4]
+    assert dead == ["tenant 'globex' may not rate a decision of tenant 'acme'", join.ALREADY_RATED]
+    # No decision within the grace period: every held rating is a dead letter, none lost silently.
+    lone = str(uuid.uuid4())
+    held = [rating(lone, q=q) for q in [0.1] * (join.MAX_WAITING + 3)]
+    state, _, dead = feed([(join.RATING, r) for r in held])
+    assert len(state.waiting) == join.MAX_WAITING and dead == [join.ALREADY_RATED] * 2
+    out = join.apply(state, join.SWEEP, None, state.first_seen_ms + RULES.grace_ms, RULES)
+    assert out.state is None and len(out.dead) == join.MAX_WAITING + 1
+    assert {reason for reason, _ in out.dead} == {"unknown decision_id: no decision arrived within the grace period"}
