@@ -117,12 +117,20 @@ class Embedder:
         log.info("embedding model %s on %s, %s backend (dim %d)", self.model_name, self.device, self.backend, self.dim)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Blocking batch encode: unit-norm float32 rows (replays, warm start, benches), in
-        micro-batches of `batch_size`, `parallel` at a time."""
+        """Blocking bulk encode (replays, warm start): unit-norm float32 rows in input order.
+        Longest first over all the texts, then micro-batches of `batch_size`, `parallel` at
+        a time: like lengths share passes, as few padded tokens as there can be."""
         if len(texts) <= self.batch_size:
             return self._encode(texts)
-        chunks = [texts[i:i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
-        return np.concatenate(list(self._pool.map(self._encode, chunks)))
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        batches = [[texts[i] for i in order[k:k + self.batch_size]] for k in range(0, len(texts), self.batch_size)]
+        vectors = np.empty((len(texts), self.dim), np.float32)
+        vectors[order] = np.concatenate(self.encode_batches(batches))
+        return vectors
+
+    def encode_batches(self, batches: list[list[str]]) -> list[np.ndarray]:
+        """Blocking: each list as one micro-batch, as the router's batcher runs them, `parallel` at a time."""
+        return list(self._pool.map(self._encode, batches))
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self.onnx is not None:

@@ -6,7 +6,7 @@ directory survives stop/start, so a restart loses nothing (fault tests rely on i
 Flushing is Kafka's default: the page cache, not an fsync per write. A killed broker
 process (SIGKILL included) loses nothing that way, since its writes are in the kernel's
 page cache; only a machine that loses power does, which replication guards against in
-production, not fsync. `fsync_every_message` turns the fsync back on, at about 5 ms per
+production, not fsync. `fsync_every_message` turns the fsync back on, at 1 to 2 ms per
 acknowledged write on this machine's disk.
 """
 from __future__ import annotations
