@@ -8,7 +8,8 @@ On ONNX Runtime on a CPU, `parallel` micro-batches run at once (one per core by 
 each on one thread, instead of one at a time spread over every core: a small model's
 passes parallelise poorly inside (each operator waits for its slowest thread), and a
 second pass keeps the cores busy while the event loop hands out the first one's vectors
-(measured on 2 cores, int8, batches of 32: 120 texts/s against 92 to 97).
+(measured on 2 cores, int8, 640 texts in batches of 32, three alternating runs: 103 to
+114 texts/s against 84 to 89).
 
 A model that embeds images too (a sentence-transformers CLIP model: text and images in
 one space) also embeds a request's images; `joint` folds them into the query's vector,

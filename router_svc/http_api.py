@@ -22,6 +22,7 @@ import binascii
 import json
 import logging
 import math
+import socket
 import time
 from pathlib import Path
 
@@ -334,7 +335,8 @@ class HTTPDoor:
 
     async def health(self, request: Request) -> JSONResponse:
         serving = self.core.policies.serving
-        return JSONResponse({"status": "ok", "policy": serving.name, "policy_version": serving.version,
+        return JSONResponse({"status": "ok", "router": self.core.s.router_id, "policy": serving.name,
+                             "policy_version": serving.version,
                              "shadows": sorted(n for n in self.core.policies.lives if n != serving.name)})
 
 
@@ -351,7 +353,7 @@ async def start_http(core: RouterCore, host: str, port: int, board: Board | None
         tls.update(ssl_ca_certs=str(s.tls_client_ca_file), ssl_cert_reqs=ssl.CERT_REQUIRED)
     server = uvicorn.Server(uvicorn.Config(HTTPDoor(core, board).app, host=host, port=port, log_level="warning",
                                            lifespan="off", **tls))
-    task = asyncio.create_task(server.serve(), name="http-door")
+    task = asyncio.create_task(server.serve(sockets=[shared_socket(host, port)]), name="http-door")
     while not server.started:
         if task.done():
             task.result()                          # raises why it could not start
@@ -359,3 +361,19 @@ async def start_http(core: RouterCore, host: str, port: int, board: Board | None
         await asyncio.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()[1]
     return server, task, bound
+
+
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket bound with SO_REUSEPORT, as the gRPC port is: router processes on
+    one machine share the door's port too, the kernel spreading connections among them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -302,6 +302,27 @@ async def test_the_dashboard_serves_its_page_assets_and_live_data(door, prompts)
     assert data["policy"] == router.live.name
 
 
+async def test_two_routers_on_one_machine_share_both_ports(door, stack, prefix):
+    """Both doors bind with SO_REUSEPORT: a second router started on the first one's gRPC and
+    HTTP ports starts, and new connections to the HTTP port reach both."""
+    from bandit.embedder import Embedder
+
+    router, _, base = door
+    second = await RouterApp(RouterSettings(kafka_bootstrap=stack.kafka_bootstrap, redis_url=stack.redis_url,
+                                            topic_prefix=prefix, port=router.port, http_port=router.http_port),
+                             router.catalog, embedder=Embedder()).start()
+    try:
+        assert (second.port, second.http_port) == (router.port, router.http_port)
+        answered = set()
+        for _ in range(40):
+            async with aiohttp.ClientSession() as session:      # a new connection each time
+                async with session.get(f"{base}/healthz") as resp:
+                    answered.add((await resp.json())["router"])
+        assert answered == {router.s.router_id, second.s.router_id}
+    finally:
+        await bounded(second.stop(grace=1), 60, "stopping the second router")
+
+
 async def test_a_replica_at_capacity_sheds_with_429_and_retry_after(door, prompts):
     """Beyond max_in_flight a request is refused at once (RESOURCE_EXHAUSTED / 429 with
     Retry-After), not queued past its deadline; the request holding the slot is unaffected."""
