@@ -54,6 +54,11 @@ def pick_device(requested: str = "") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def default_backend(device: str = "") -> str:
+    """What "" means for BR_EMBEDDING_BACKEND: the fast one on this device."""
+    return "torch" if pick_device(device).startswith("cuda") else "onnx-int8"
+
+
 def usable_cores() -> int:
     """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota
     (a container's CPU limit), which os.cpu_count() does not see."""
@@ -75,7 +80,7 @@ class Embedder:
 
         self.model_name = model or default_model_path()
         self.device = pick_device(device)
-        backend = backend or ("torch" if self.device.startswith("cuda") else "onnx-int8")   # "": the fast one here
+        backend = backend or default_backend(self.device)
         if backend not in BACKENDS:
             raise ValueError(f"embedding backend {backend!r} is not one of {BACKENDS}")
         self.backend = backend

@@ -44,12 +44,17 @@ def labelled_rows(ds: RoutingDataset, which: str) -> np.ndarray:
 
 
 def learn_and_publish(ds: RoutingDataset, rows, s: PolicySettings, embedding_model: str = "",
-                      hints: tuple[str, ...] = (), force: bool = False, log=print) -> tuple[int, str]:
+                      hints: tuple[str, ...] = (), force: bool = False, log=print,
+                      backend: str = "") -> tuple[int, str]:
     """Build the policy `s` names, learn every expert's outcome on `rows` of `ds`, publish it
-    as a snapshot: (its version, the embedding model the contexts came from)."""
+    as a snapshot: (its version, the embedding model the contexts came from). `backend` as
+    the routers' BR_EMBEDDING_BACKEND ("" = their default here), so the policy learns on the
+    vectors it will be asked about (int8 ones differ from torch's by a cosine of up to 0.011)."""
+    from bandit.embedder import default_backend
+
     from .embeddings import contexts
 
-    x, _, model = contexts(ds, embedding_model, log=log, hints=hints)
+    x, _, model = contexts(ds, embedding_model, log=log, hints=hints, backend=backend or default_backend())
     try:
         policy = make_policy(s.policy, x.shape[1], s.policy_params)
     except (ValueError, TypeError) as exc:
@@ -83,6 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--embedding-model", default="", help="sentence-transformers name or path (the routers')")
     p.add_argument("--hints", default="", metavar="FIELDS",
                    help="row fields to learn as request hints (e.g. task): the routers must then be sent them")
+    p.add_argument("--embedding-backend", default="", choices=["", "torch", "onnx", "onnx-int8"],
+                   help="the routers' BR_EMBEDDING_BACKEND (default: theirs here, onnx-int8 on a CPU, torch on CUDA)")
     p.add_argument("--force", action="store_true", help="publish even if the store already holds a version")
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad rows instead of stopping")
     return p.parse_args(argv)
@@ -99,7 +106,8 @@ def main(argv=None) -> None:
     ds = RoutingDataset.load_or_exit(args.data, skip_bad=args.skip_bad)
     rows = labelled_rows(ds, args.rows)
     t0 = time.monotonic()
-    version, model = learn_and_publish(ds, rows, s, args.embedding_model, hints, args.force)
+    version, model = learn_and_publish(ds, rows, s, args.embedding_model, hints, args.force,
+                                       backend=args.embedding_backend)
     print(f"{s.policy} trained on {len(rows)} labelled rows x {len(ds.experts)} experts of {ds.name} "
           f"({time.monotonic() - t0:.1f}s, contexts from {model}); published as snapshot v{version}")
 

@@ -25,7 +25,8 @@ PARAMS = {"alpha": 0.2, "epsilon": 0.0, "project_to": 64}
 
 async def test_warm_snapshot_is_what_a_new_router_serves(stack, prefix, embedder, two_kind_data, tmp_path):
     args = ["--data", str(two_kind_data), "--policy", "linucb", "--params", json.dumps(PARAMS),
-            "--redis-url", stack.redis_url, "--topic-prefix", prefix]
+            "--redis-url", stack.redis_url, "--topic-prefix", prefix,
+            "--embedding-backend", "torch"]        # the router below embeds with the session's torch embedder
     await bounded(asyncio.to_thread(warmstart.main, args), 120, "warm start")
     r = connect(stack.redis_url)
     store = SnapshotStore(r, f"br:{prefix}", "linucb")
