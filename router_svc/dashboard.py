@@ -33,6 +33,7 @@ from proto import events_pb2
 log = logging.getLogger(__name__)
 PERCENTILES = (50, 95, 99)
 SWITCH_TAU = 10.0
+MAX_ROWS = 50_000               # decisions (and updates waiting for theirs) the board remembers
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Board:
         self.buckets: dict[int, Bucket] = {}
         self.recent: deque[dict] = deque(maxlen=last_n)
         self._by_id: OrderedDict[str, dict] = OrderedDict()    # decision id -> its ts and table row
+        self._early: OrderedDict[str, list] = OrderedDict()     # decision id -> row updates that came first
         self.versions: list[dict] = []                          # policy version changes
         self.letters: deque[dict] = deque(maxlen=10)
         self.policy = ""
@@ -99,8 +101,22 @@ class Board:
                "premium_q_hat": ev.scores[premium].estimated_quality if premium in ev.scores else None}
         self.recent.append(row)
         self._by_id[ev.decision_id] = row
-        while len(self._by_id) > 50_000:
+        while len(self._by_id) > MAX_ROWS:
             self._by_id.popitem(last=False)
+        for apply in self._early.pop(ev.decision_id, ()):
+            apply(row)
+
+    def _on_row(self, decision_id: str, apply: Callable[[dict], None]) -> None:
+        """Apply to the decision's row now, or when the decision arrives: the feed reads four
+        topics, and Kafka orders a partition, not topics, so a result or a reward can come
+        first (a loaded broker hands them over in any order)."""
+        row = self._by_id.get(decision_id)
+        if row is not None:
+            apply(row)
+            return
+        self._early.setdefault(decision_id, []).append(apply)
+        while len(self._early) > MAX_ROWS:
+            self._early.popitem(last=False)
 
     def add_result(self, r: events_pb2.ExpertResult) -> None:
         if r.partial:
@@ -110,26 +126,28 @@ class Board:
             b.expert_s.append(r.latency_s)
         b.fallbacks += r.fallback
         b.failures += not r.ok
-        row = self._by_id.get(r.decision_id)
-        if row is not None and (r.ok or row["answered_by"] is None):
-            if r.ok:                          # the answer the caller got: decision to answer
-                b.end_to_end_s.append(max(r.ts_ms - row["ts_ms"], 0) / 1000.0)
-            row.update(answered_by=r.expert, ok=r.ok, latency_s=_round(r.latency_s, 3))
+
+        def apply(row: dict) -> None:
+            if r.ok or row["answered_by"] is None:
+                if r.ok:                      # the answer the caller got: decision to answer
+                    b.end_to_end_s.append(max(r.ts_ms - row["ts_ms"], 0) / 1000.0)
+                row.update(answered_by=r.expert, ok=r.ok, latency_s=_round(r.latency_s, 3))
+        self._on_row(r.decision_id, apply)
 
     def add_reward(self, rw: events_pb2.RewardEvent) -> None:
         b = self._bucket(rw.ts_ms)
         b.rewards += 1
         b.quality += rw.quality
         b.cost += rw.cost
-        row = self._by_id.get(rw.decision_id)
-        if row is None:
-            return
-        row.update(quality=_round(rw.quality), cost=_round(rw.cost))
-        q_hat = row["premium_q_hat"]
-        if q_hat is not None:
-            weight = 1.0 / rw.propensity if rw.expert == self.premium() and rw.propensity > 0 else 0.0
-            b.premium_dr += q_hat + (weight * (rw.quality - q_hat) if weight <= SWITCH_TAU else 0.0)
-            b.premium_dr_n += 1
+
+        def apply(row: dict) -> None:
+            row.update(quality=_round(rw.quality), cost=_round(rw.cost))
+            q_hat = row["premium_q_hat"]
+            if q_hat is not None:
+                weight = 1.0 / rw.propensity if rw.expert == self.premium() and rw.propensity > 0 else 0.0
+                b.premium_dr += q_hat + (weight * (rw.quality - q_hat) if weight <= SWITCH_TAU else 0.0)
+                b.premium_dr_n += 1
+        self._on_row(rw.decision_id, apply)
 
     def add_dead_letter(self, d: events_pb2.DeadLetter) -> None:
         self._bucket(d.ts_ms or now_ms()).dead_letters += 1

@@ -23,7 +23,11 @@ from .warmstart import pretrain
 # beats a 64-dimensional projection by about 0.03 quality there. pooled_linucb: rank 8 and
 # alpha 0.3 chosen on llmrouter_9models (3 seeds, rank 6-16, alpha 0.1-1.0) and confirmed
 # on messplus_energy (rank 8 predicts best on both with full information, too).
-POLICY_PARAMS = {"pooled_linucb": {"rank": 8, "alpha": 0.3, "epsilon": 0.02},
+# grouped_ts: v 0.55 and prior 2 chosen on llmrouter_9models with --hints task (3 seeds, v 0.4 /
+# 0.55, prior 1 / 2 / 4: hull quality at half the premium's cost 0.622-0.625) and confirmed
+# on messplus_energy (v 0.4 / 0.55 within 0.001 there); its defaults are the dataclass's.
+POLICY_PARAMS = {"grouped_ts": {},
+                 "pooled_linucb": {"rank": 8, "alpha": 0.3, "epsilon": 0.02},
                  "linucb": {"alpha": 0.2, "epsilon": 0.02},
                  "lints": {"v": 0.1, "epsilon": 0.02},
                  "neural_linear": {"epsilon": 0.02, "train_every": 512}}

@@ -30,7 +30,7 @@ from .policy_runs import Jobs, all_bandit_picks, parse_params, policy_params
 from .streams import Run, Stream, streams
 from .warmstart import labelled_rows
 
-DEFAULT_POLICIES = "pooled_linucb,linucb,lints,vw,epsilon_greedy"
+DEFAULT_POLICIES = "grouped_ts,pooled_linucb,linucb,lints,vw,epsilon_greedy"
 # Fine where the frontier bends (0.1 to 1: the middle experts' costs), and far enough up
 # that a policy that knows prices ends on exactly the cheapest expert even for queries
 # whose short answers cost a few thousandths of a premium call: every budget is covered.
@@ -223,6 +223,9 @@ def main(argv=None) -> None:
     params = parse_params(args.params, policies, x.shape[1])
     print(f"{ds.name}: {len(ds.rows)} queries, {len(ds.experts)} experts; contexts from {model}"
           f"{' with hints ' + ','.join(hints) if hints else ''} ({time.monotonic() - t0:.1f}s)")
+    if "task" not in hints and any(r.task for r in ds.rows):
+        print("the rows name their task: --hints task passes it to the policies as a request hint, as a "
+              "product that labels its traffic would (grouped_ts then learns each task's best expert)")
     report = evaluate(ds, x, emb, policies, args.seeds, args.cost_weight, args.delay, drift, params=params, jobs=args.jobs,
                       warm_start=args.warm_start, hints=hints, prices=not args.no_prices)
     report["wall_s"] = round(time.monotonic() - t0, 1)

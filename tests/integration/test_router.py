@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from bandit.context import context_dim, hint_slot
+from bandit.context import context_dim, hint_slots
 from common.codec import decode
 from common.experts import ExpertCatalog
 from common.kafka import make_producer
@@ -69,7 +69,7 @@ async def test_route_answers_and_logs_a_complete_decision(routed, stack, prompts
     assert dict(ev.hints) == {"task": "gsm8k", "app": "tutor"}
     assert dict(ev.prices) == pytest.approx({"mathbot": 0.01, "triviabot": 0.001})   # the catalog's
     hinted = [i - 384 - 6 for i, v in enumerate(ev.context) if i >= 384 + 6 and v == 1.0]
-    assert sorted(hinted) == sorted({hint_slot("task", "gsm8k"), hint_slot("app", "tutor")})
+    assert sorted(hinted) == sorted(hint_slots("task", "gsm8k") | hint_slots("app", "tutor"))
     assert ev.policy_name == "linucb" and ev.embedding_model.endswith("/384") and ev.feature_version
     assert set(ev.scores) == {"mathbot", "triviabot"}
 

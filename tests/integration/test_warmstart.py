@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bandit.context import HINT_SLOTS, MODALITIES, context_dim, hint_slot
+from bandit.context import HINT_SLOTS, MODALITIES, context_dim, hint_slots
 from bandit.policies import make_policy
 from common.experts import ExpertCatalog
 from common.redis_client import connect
@@ -74,7 +74,7 @@ async def test_warm_start_learns_the_rows_hints(stack, prefix, two_kind_data):
     policy.load_parts(snap.parts)
     hints_at = 384 + 2 + len(MODALITIES)
     for task in ("math", "trivia"):
-        slot = hints_at + hint_slot("task", task)
-        assert policy.arms["mathbot"].b_q[slot] > 0 or policy.arms["mathbot"].b_c[slot] > 0, task
-    untouched = set(range(hints_at, hints_at + HINT_SLOTS)) - {hints_at + hint_slot("task", t) for t in ("math", "trivia")}
+        for slot in hint_slots("task", task):
+            assert policy.arms["mathbot"].b_q[hints_at + slot] > 0 or policy.arms["mathbot"].b_c[hints_at + slot] > 0, task
+    untouched = set(range(hints_at, hints_at + HINT_SLOTS)) - {hints_at + s for t in ("math", "trivia") for s in hint_slots("task", t)}
     assert not any(policy.arms["mathbot"].b_c[i] for i in untouched)

@@ -77,3 +77,22 @@ def test_a_rare_premium_pick_does_not_blow_up_the_premium_estimate():
     board.add_decision(decision("a", T0, "big", propensity=0.002))
     board.add_reward(events_pb2.RewardEvent(decision_id="a", expert="big", quality=0.0, propensity=0.002, ts_ms=T0))
     assert board.snapshot(now=T0 + 1_000)["totals"]["premium_quality"] == pytest.approx(0.9)
+
+
+def test_a_result_and_a_rating_that_arrive_before_their_decision_still_land_on_its_row():
+    """The feed reads four topics; Kafka orders partitions, not topics, so on a loaded broker
+    a decision's result and reward can be read before the decision itself."""
+    in_order, early = (Board(lambda: "big", bucket_s=10, window_s=60) for _ in range(2))
+    result = events_pb2.ExpertResult(decision_id="a", expert="big", ok=True, latency_s=0.5, ts_ms=T0 + 1_500)
+    reward = events_pb2.RewardEvent(decision_id="a", expert="big", quality=1.0, cost=0.01, propensity=0.5,
+                                    ts_ms=T0 + 2_000)
+    in_order.add_decision(decision("a", T0 + 1_000, "big"))
+    in_order.add_result(result)
+    in_order.add_reward(reward)
+    early.add_reward(reward)
+    early.add_result(result)
+    early.add_decision(decision("a", T0 + 1_000, "big"))
+    a, b = (board.snapshot(now=T0 + 5_000) for board in (in_order, early))
+    assert b["recent"][0]["answered_by"] == "big" and b["recent"][0]["quality"] == 1.0
+    assert b["recent"] == a["recent"] and b["quality"] == a["quality"] and b["latency"] == a["latency"]
+    assert not early._early

@@ -28,7 +28,7 @@ def write_priced(tmp_path, n=300):
     return RoutingDataset.load(tmp_path / "p.jsonl")
 
 
-@pytest.mark.parametrize("name", ["pooled_linucb", "linucb"])
+@pytest.mark.parametrize("name", ["grouped_ts", "pooled_linucb", "linucb"])
 def test_list_prices_keep_a_high_cost_weight_on_the_cheapest_expert(tmp_path, name):
     ds = write_priced(tmp_path)
     x = np.random.default_rng(1).standard_normal((len(ds.rows), 6))

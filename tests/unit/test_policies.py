@@ -100,7 +100,7 @@ def test_bad_prices_are_rejected(name):
             p.select(np.zeros(DIM), EXPERTS, 1.0, bad)
 
 
-@pytest.mark.parametrize("name", ["linucb", "lints", "pooled_linucb", "neural_linear"])
+@pytest.mark.parametrize("name", ["linucb", "lints", "pooled_linucb", "grouped_ts", "neural_linear"])
 def test_catalog_prices_steer_the_first_query_to_the_cheapest_expert(name):
     """Before any reward, a high cost weight already calls the cheapest expert: the catalog
     says what each costs, so the cheap end of the frontier costs no exploration."""
@@ -280,3 +280,67 @@ def test_pooled_zero_costs_lower_the_expected_cost_without_breaking_the_price():
     assert choice.scores["flaky"].estimated_cost == pytest.approx(0.8, rel=0.05)
     assert choice.scores["free"].estimated_cost == 0.0
     assert choice.scores["paid"].estimated_cost == pytest.approx(2.0, rel=0.05)
+
+
+def _hinted(d: int, kind: str, rng) -> np.ndarray:
+    from bandit.context import build_context
+    return build_context(rng.standard_normal(d), "q", "text", {"task": kind})
+
+
+def test_grouped_learns_each_hinted_kind_apart():
+    """Queries with hints form their own groups: an expert that wins one kind and loses the
+    other is called for the kind it wins, and a new kind starts from the experts' overall
+    record."""
+    from bandit.context import context_dim
+
+    p = make_policy("grouped_ts", context_dim(8), {"v": 0.3}, seed=0)
+    rng = np.random.default_rng(0)
+    best = {"maths": "a", "poems": "b"}
+    for _ in range(300):
+        kind = ["maths", "poems"][rng.integers(2)]
+        x = _hinted(8, kind, rng)
+        choice = p.select(x, EXPERTS)
+        p.update(choice.expert, x, float(rng.random() < (0.9 if choice.expert == best[kind] else 0.2)))
+    assert len([g for g in p.groups if g.startswith("h")]) == 2 and not len(p.centroids)
+    for kind, expert in best.items():
+        assert p.select(_hinted(8, kind, rng), EXPERTS).probabilities[expert] > 0.9, kind
+    fresh = p.select(_hinted(8, "news", rng), EXPERTS)
+    assert fresh.scores["c"].estimated_quality < min(fresh.scores[e].estimated_quality for e in "ab")
+
+
+def test_grouped_clusters_queries_without_hints_once_it_has_seen_enough():
+    """Before `init` contexts the policy routes on each expert's overall record; then it
+    fits its centroids and files every remembered reward under its cluster."""
+    p = make_policy("grouped_ts", DIM, {"clusters": 2, "init": 40, "v": 0.3}, seed=0)
+    rng = np.random.default_rng(1)
+    centres = {"a": np.full(DIM, 3.0), "b": np.full(DIM, -3.0)}     # two kinds far apart: a's kind is a's
+    for t in range(39):
+        kind, expert = "ab"[t % 2], "ab"[(t // 2) % 2]
+        p.update(expert, centres[kind] + rng.standard_normal(DIM) * 0.1, float(kind == expert))
+    assert not len(p.centroids) and len(p.pending) == 39 and p.select(np.zeros(DIM), EXPERTS).expert in EXPERTS
+    p.update("c", centres["a"], 0.0)
+    assert len(p.centroids) == 2 and not p.pending and int(p.n[1:].sum()) == 40
+    for kind in "ab":
+        assert p.select(centres[kind], EXPERTS).probabilities[kind] > 0.9, kind
+
+
+def test_grouped_prices_an_expert_it_has_not_called_at_the_groups_level():
+    """A group whose answers run twice the list price (long answers) prices an expert not
+    yet called there at twice its list price too, so it is not picked as falsely cheap."""
+    p = make_policy("grouped_ts", DIM, {"clusters": 1, "init": 1, "price_prior": 0.0}, seed=0)
+    prices = {"a": 1.0, "b": 0.6, "c": 1.0}
+    for _ in range(20):
+        p.update("a", np.ones(DIM), 0.5, 2.0)
+    est = p.select(np.ones(DIM), EXPERTS, 1.0, prices).scores
+    assert est["a"].estimated_cost == pytest.approx(2.0) and est["b"].estimated_cost == pytest.approx(1.2)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"v": 0.0}, "v and prior must be > 0"),
+    ({"floor": 0.5}, "floor in"),
+    ({"clusters": 8, "init": 4}, "init >= clusters"),
+    ({"epsilon": 2.0}, "epsilon must be in"),
+])
+def test_grouped_rejects_bad_hyperparameters(params, message):
+    with pytest.raises(ValueError, match=message):
+        make_policy("grouped_ts", DIM, params)
