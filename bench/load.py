@@ -37,7 +37,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from bandit.embedder import Embedder
+from bandit.embedder import Embedder, usable_cores
 from common.dataset import BUNDLED, RoutingDataset
 from common.logs import setup_logging
 from common.settings import InfraSettings
@@ -274,7 +274,7 @@ def table(report: dict) -> str:
             lines.append(f"| {name} | {sp['decisions']} | {sp['embed_ms']:.1f} | {sp['rest_of_decision_ms']:.1f} | "
                          f"{sp['expert_ms']:.1f} | {sp['transport_ms']:.1f} |")
     names = list(dict.fromkeys(name for used in report.get("cores", {}).values() for name in used if name != "total"))
-    lines += ["", f"| where the cores go (cores used, {os.cpu_count()} here) | " + " | ".join(names) + " | total |",
+    lines += ["", f"| where the cores go (cores used, {usable_cores()} usable here) | " + " | ".join(names) + " | total |",
               "|---" * (len(names) + 2) + "|"]
     for run, used in report.get("cores", {}).items():
         lines.append(f"| {run} | " + " | ".join(f"{used[n]:.2f}" if n in used else "" for n in names)

@@ -52,10 +52,11 @@ def test_replay_writes_the_documented_report(two_kind_data, tmp_path):
 def test_hints_reach_the_policies_as_features(two_kind_data, tmp_path):
     """`--hints task` builds the contexts with each row's task (the features themselves are
     checked in test_replay_embeddings); the report records it; a field rows lack is refused."""
-    replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--policies", "pooled_linucb",
+    replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--policies", "pooled_linucb,grouped_ts",
                  "--seeds", "1", "--hints", "task"])
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["hints"] == ["task"] and report["policies"]["pooled_linucb"]["quality"] > 0.9
+    assert report["policies"]["grouped_ts"]["quality"] > 0.9
     with pytest.raises(SystemExit, match="rows can pass only"):
         replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--hints", "tenant"])
 

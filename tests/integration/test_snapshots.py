@@ -76,9 +76,9 @@ async def test_learner_skips_rewards_it_already_published(store):
     np.testing.assert_allclose(other.policy.arms["a"].b_q, [1.0, 0.5, 0.0, 1.5, 1.5])
 
 
-@pytest.mark.parametrize("name", ["linucb", "lints", "vw", "neural_linear", "epsilon_greedy"])
+@pytest.mark.parametrize("name", ["linucb", "lints", "vw", "neural_linear", "grouped_ts", "epsilon_greedy"])
 async def test_router_copy_from_redis_chooses_like_the_learner(store, name):
-    params = {"train_every": 20} if name == "neural_linear" else {}
+    params = {"neural_linear": {"train_every": 20}, "grouped_ts": {"clusters": 3, "init": 20}}.get(name, {})
     learner = Learner(lambda: make_policy(name, 6, params, seed=1), store, seen_ttl_s=60)
     rng = np.random.default_rng(0)
     rewards = [events_pb2.RewardEvent(reward_id=f"r{i}", expert=f"e{i % 3}", context=rng.standard_normal(6).tolist(),
