@@ -66,8 +66,8 @@ class GroupedTS(Policy):
         self.hints = hint_block(dim)
         self.experts: list[str] = []
         self.groups: dict[str, int] = {GLOBAL: 0}
-        # per group (rows) and expert (columns): rewards, sum of quality, of cost, and how
-        # many of the rewards had a cost (a failed call may cost nothing)
+        # per group (rows; row 0 counts every reward) and expert (columns): rewards, their
+        # summed quality and summed cost
         self.n, self.sq, self.sc = (np.zeros((1, 0)) for _ in range(3))
         self.centroids = np.zeros((0, dim))
         self.weight = np.zeros(0)                   # contexts each centroid has absorbed
@@ -110,10 +110,8 @@ class GroupedTS(Policy):
         self.centroids = centroids
         self.weight = np.bincount(label, minlength=k).astype(float)
         pending, self.pending = self.pending, []
-        for x, k_expert, quality, cost in pending:
-            key = self._group(x)
-            if key is not None and key[0] == "c":
-                self._add(self._row(key), k_expert, quality, cost)
+        for x, k_expert, quality, cost in pending:       # only queries without hints wait here
+            self._add(self._row(self._group(x)), k_expert, quality, cost)
 
     # -- routing -----------------------------------------------------------------
     def _estimates(self, context, eligible, prices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
