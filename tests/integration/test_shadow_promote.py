@@ -81,19 +81,26 @@ async def test_shadows_are_logged_and_learn_then_promote_judges_and_rollback_und
     assert ev.shadows["trivia_only"].probabilities == pytest.approx({"triviabot": 1.0, "mathbot": 0.0})
     assert sum(ev.shadows["sharp"].probabilities.values()) == pytest.approx(1.0)
 
-    # Every policy learns from the same rewards, each in its own Redis namespace.
+    # Every policy learns from the same rewards, each in its own Redis namespace: the shadow's
+    # published snapshot comes to count every rated decision, whichever expert served it (a
+    # learner publishes after its batch, so an earlier version may count fewer).
+    seen: dict = {}
+
     async def learned() -> bool:
         rewards = await read_to_end(stack.kafka_bootstrap, s.rewards_topic)
         versions = [await c.learner.store.current_version() for c in feedback.learners.values()]
-        return len(rewards) >= len(decided) and all(versions)
-    await eventually(learned, timeout=60, interval=1)
-    redis = connect(stack.redis_url)
+        redis = connect(stack.redis_url)
+        try:
+            sharp = make_policy("linucb", len(ev.context), {})
+            sharp.load_parts((await SnapshotStore(redis, s.redis_prefix, "sharp").load()).parts)
+        finally:
+            await redis.aclose()
+        seen.update(rewards=len(rewards), versions=versions, sharp_counts=sharp.counts)
+        return len(rewards) >= len(decided) and all(versions) and sum(sharp.counts.values()) == len(decided)
     try:
-        sharp = make_policy("linucb", len(ev.context), {})
-        sharp.load_parts((await SnapshotStore(redis, s.redis_prefix, "sharp").load()).parts)
-    finally:
-        await redis.aclose()
-    assert sum(sharp.counts.values()) == len(decided)   # every rated decision, whichever expert served it
+        await eventually(learned, timeout=60, interval=1)
+    except AssertionError:
+        raise AssertionError(f"the shadow never learned every rated decision ({len(decided)}): {seen}") from None
 
     worse = await promote.promote(s, "trivia_only", min_decisions=200)
     with capsys.disabled():
