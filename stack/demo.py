@@ -5,9 +5,11 @@ the data set) and a router; then sends the data set's queries over gRPC and stre
 answer's quality back as a rating, printing progress, a summary against always-premium,
 and a plot.
 
-By default the policy (pooled LinUCB) first learns from `--warm-rows` labelled rows, as
-a team with labelled traffic would (simulations/warmstart.py), and those rows are never
-routed: the queries sent are other rows. `--cold` starts from nothing instead.
+By default the policy (grouped Thompson sampling) first learns from `--warm-rows` labelled
+rows, as a team with labelled traffic would (simulations/warmstart.py), and those rows are
+never routed: the queries sent are other rows. `--cold` starts from nothing instead. Each
+request carries its row's task as a hint (`task`), as a product that labels its traffic
+would, so the policy learns each kind's best expert; `--no-hints` sends none.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from .experts_file import replay_catalog
 from .local import LocalStack, ServiceProcess
 from .report import DemoLog, plot, summary
 
-POLICY = "pooled_linucb"
+POLICY = "grouped_ts"
 
 
 
@@ -48,8 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "once and cached, instead of --data")
     p.add_argument("--multimodal-rows", type=int, default=2000, help="rows of the generated set")
     p.add_argument("--cold", action="store_true", help="no warm start: the policy learns from zero")
+    p.add_argument("--no-hints", action="store_true", help="send no request hints (default: each row's task)")
     p.add_argument("--concurrency", type=int, default=16, help="requests in flight")
-    p.add_argument("--cost-weight", type=float, default=0.03,
+    p.add_argument("--cost-weight", type=float, default=0.1,
                    help="lambda, in units of the premium expert's mean cost: 0.1 means the premium's "
                         "mean cost is worth 0.1 quality")
     p.add_argument("--params", default=json.dumps(REPLAY_PARAMS[POLICY]),
@@ -59,16 +62,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def hints_of(dataset: RoutingDataset, no_hints: bool) -> tuple[str, ...]:
+    """The row fields sent as request hints: the task, when every row names one."""
+    return () if no_hints or not all(r.task for r in dataset.rows) else ("task",)
+
+
 async def drive(args, rows, dataset: RoutingDataset, port: int, cost_weight: float) -> DemoLog:
     record = DemoLog(dataset)
     sem = asyncio.Semaphore(args.concurrency)
     started = time.monotonic()
+    hinted = bool(hints_of(dataset, args.no_hints))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = router_pb2_grpc.RouterStub(channel)
 
         async def one(row) -> None:
             async with sem:
-                opts = router_pb2.RouteOptions(metadata={"item_id": row.id}, cost_weight=cost_weight)
+                opts = router_pb2.RouteOptions(metadata={"item_id": row.id}, cost_weight=cost_weight,
+                                               hints={"task": row.task} if hinted else {})
                 parts = [router_pb2.ContentPart(media_type=p.media_type, data=p.data, name=p.name)
                          for p in dataset.media_parts(row)]
                 try:
@@ -88,7 +98,7 @@ async def drive(args, rows, dataset: RoutingDataset, port: int, cost_weight: flo
     return record
 
 
-def warm_start(dataset: RoutingDataset, labelled, redis_url: str, params: dict) -> None:
+def warm_start(dataset: RoutingDataset, labelled, redis_url: str, params: dict, hints: tuple[str, ...]) -> None:
     """Learn from the labelled rows with full information; publish as the first snapshot."""
     from common.settings import PolicySettings
     from simulations.warmstart import learn_and_publish
@@ -97,7 +107,7 @@ def warm_start(dataset: RoutingDataset, labelled, redis_url: str, params: dict) 
     part = RoutingDataset(dataset.name + "-warm", dataset.premium, dataset.cost_unit, dataset.experts, labelled,
                           root=dataset.root)
     learn_and_publish(part, range(len(labelled)), PolicySettings(redis_url=redis_url, policy=POLICY, policy_params=params),
-                      log=lambda line: print(line, flush=True))
+                      hints=hints, log=lambda line: print(line, flush=True))
     print(f"warm start: {POLICY} learned from {len(labelled)} labelled rows, never routed "
           f"({time.monotonic() - t0:.1f}s)", flush=True)
 
@@ -137,6 +147,7 @@ def main(argv=None) -> None:
     shutil.rmtree(args.out / "stack", ignore_errors=True)   # every demo starts from an empty stack
     print(f"data set {dataset.name}: {len(dataset.rows)} queries, {len(dataset.experts)} experts, "
           f"premium {dataset.premium}; {'cold start' if args.cold else f'warm start from {len(labelled)} labelled rows'}; "
+          f"hints: {','.join(hints_of(dataset, args.no_hints)) or 'none'}; "
           f"sending {len(rows)} others; lambda {cost_weight:.4g}/{dataset.cost_unit}", flush=True)
     t0 = time.monotonic()
     with LocalStack(args.out / "stack") as stack:
@@ -146,7 +157,7 @@ def main(argv=None) -> None:
         env = stack.env(BR_EXPERTS_FILE=catalog, BR_DEFAULT_COST_WEIGHT=cost_weight, BR_PORT=0, BR_HTTP_PORT=0,
                         BR_POLICY=POLICY, BR_POLICY_PARAMS=args.params, BR_SEED=args.seed)
         if labelled:
-            warm_start(dataset, labelled, stack.redis_url, json.loads(args.params))
+            warm_start(dataset, labelled, stack.redis_url, json.loads(args.params), hints_of(dataset, args.no_hints))
         logs = args.out / "logs"
         procs = [ServiceProcess("feedback.main", env, logs / "feedback.log"),
                  ServiceProcess("workers.main", env, logs / "worker.log"),
@@ -163,7 +174,8 @@ def main(argv=None) -> None:
         finally:
             for p in reversed(procs):
                 p.stop()
-    result = {**summary(record, time.monotonic() - t0), "policy": POLICY, "warm_start_rows": len(labelled)}
+    result = {**summary(record, time.monotonic() - t0), "policy": POLICY, "warm_start_rows": len(labelled),
+              "hints": list(hints_of(dataset, args.no_hints))}
     (args.out / "summary.json").write_text(json.dumps(result, indent=2))
     plot(record, args.out / "demo.png")
     print(record.table(result))

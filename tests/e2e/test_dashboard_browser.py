@@ -62,7 +62,7 @@ async def test_the_dashboard_draws_the_demo_traffic_in_chromium(tmp_path):
         print(f"\ndashboard screenshot: {shot}; points per chart: {json.dumps(points)}")
         assert not errors, errors
         assert all(points[n] > 0 for n in CHARTS), points
-        assert "pooled_linucb" in tiles and "=" in why and "p " in why   # score parts of each expert
+        assert "grouped_ts" in tiles and "=" in why and "p " in why   # score parts of each expert
         assert shot.stat().st_size > 20_000
         assert await asyncio.wait_for(demo.wait(), 300) == 0, (await drain).decode()[-3000:]
     finally:

@@ -53,7 +53,8 @@ def test_a_lone_copy_runs_the_demo_and_the_unit_tests(tmp_path, stack, prefix):
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     summary = json.loads((tmp_path / "demo-out" / "summary.json").read_text())
     assert summary["dataset"] == "llmrouter_9models" and summary["queries"] == 40, summary
-    assert summary["warm_start_rows"] == 200 and "warm start: pooled_linucb learned from 200" in demo.stdout
+    assert summary["warm_start_rows"] == 200 and "warm start: grouped_ts learned from 200" in demo.stdout
+    assert summary["hints"] == ["task"] and "hints: task" in demo.stdout
     assert summary["errors"] == {} and (tmp_path / "demo-out" / "demo.png").stat().st_size > 0
 
     unit = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"],
