@@ -67,18 +67,18 @@ def hints_of(dataset: RoutingDataset, no_hints: bool) -> tuple[str, ...]:
     return () if no_hints or not all(r.task for r in dataset.rows) else ("task",)
 
 
-async def drive(args, rows, dataset: RoutingDataset, port: int, cost_weight: float) -> DemoLog:
+async def drive(args, rows, dataset: RoutingDataset, port: int, cost_weight: float,
+                hints: tuple[str, ...]) -> DemoLog:
     record = DemoLog(dataset)
     sem = asyncio.Semaphore(args.concurrency)
     started = time.monotonic()
-    hinted = bool(hints_of(dataset, args.no_hints))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = router_pb2_grpc.RouterStub(channel)
 
         async def one(row) -> None:
             async with sem:
                 opts = router_pb2.RouteOptions(metadata={"item_id": row.id}, cost_weight=cost_weight,
-                                               hints={"task": row.task} if hinted else {})
+                                               hints={h: getattr(row, h) for h in hints})
                 parts = [router_pb2.ContentPart(media_type=p.media_type, data=p.data, name=p.name)
                          for p in dataset.media_parts(row)]
                 try:
@@ -141,13 +141,14 @@ def main(argv=None) -> None:
     if not rest:
         raise SystemExit(f"--warm-rows {args.warm_rows} leaves no rows of {len(dataset.rows)} to route; use fewer")
     rows = rest[:args.queries]
+    hints = hints_of(dataset, args.no_hints)
     premium_cost = sum(r.outcomes[dataset.premium].cost for r in dataset.rows) / len(dataset.rows)
     cost_weight = args.cost_weight / premium_cost if premium_cost > 0 else 0.0
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(args.out / "stack", ignore_errors=True)   # every demo starts from an empty stack
     print(f"data set {dataset.name}: {len(dataset.rows)} queries, {len(dataset.experts)} experts, "
           f"premium {dataset.premium}; {'cold start' if args.cold else f'warm start from {len(labelled)} labelled rows'}; "
-          f"hints: {','.join(hints_of(dataset, args.no_hints)) or 'none'}; "
+          f"hints: {','.join(hints) or 'none'}; "
           f"sending {len(rows)} others; lambda {cost_weight:.4g}/{dataset.cost_unit}", flush=True)
     t0 = time.monotonic()
     with LocalStack(args.out / "stack") as stack:
@@ -157,7 +158,7 @@ def main(argv=None) -> None:
         env = stack.env(BR_EXPERTS_FILE=catalog, BR_DEFAULT_COST_WEIGHT=cost_weight, BR_PORT=0, BR_HTTP_PORT=0,
                         BR_POLICY=POLICY, BR_POLICY_PARAMS=args.params, BR_SEED=args.seed)
         if labelled:
-            warm_start(dataset, labelled, stack.redis_url, json.loads(args.params), hints_of(dataset, args.no_hints))
+            warm_start(dataset, labelled, stack.redis_url, json.loads(args.params), hints)
         logs = args.out / "logs"
         procs = [ServiceProcess("feedback.main", env, logs / "feedback.log"),
                  ServiceProcess("workers.main", env, logs / "worker.log"),
@@ -170,12 +171,12 @@ def main(argv=None) -> None:
             http = f"http://127.0.0.1:{procs[-1].field('http')}"
             print(f"services up ({time.monotonic() - t0:.1f}s); router gRPC port {procs[-1].field('port')}, "
                   f"OpenAI-compatible {http}/v1, dashboard {http}/dashboard/; routing...", flush=True)
-            record = asyncio.run(drive(args, rows, dataset, int(procs[-1].field("port")), cost_weight))
+            record = asyncio.run(drive(args, rows, dataset, int(procs[-1].field("port")), cost_weight, hints))
         finally:
             for p in reversed(procs):
                 p.stop()
     result = {**summary(record, time.monotonic() - t0), "policy": POLICY, "warm_start_rows": len(labelled),
-              "hints": list(hints_of(dataset, args.no_hints))}
+              "hints": list(hints)}
     (args.out / "summary.json").write_text(json.dumps(result, indent=2))
     plot(record, args.out / "demo.png")
     print(record.table(result))
