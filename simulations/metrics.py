@@ -63,10 +63,12 @@ def quality_at_premium_share(sweep: list[dict], share: float) -> float | None:
 def frontier_checks(policies: dict[str, dict]) -> dict:
     """What a router must show to be worth deploying, from the replay's entries:
     - `single_experts`: at each single expert's mean cost, the best bandit policy's quality
-      (its hull over the cost-weight sweep, whole stream) against that expert's;
+      (its hull over the cost-weight sweep, whole stream) against that expert's, and the
+      hint oracle's there when the replay had hints (what routing by the hints can reach);
     - `knn_late`: at each point of the kNN baseline's frontier, the best bandit's quality
       over the second half of the stream (learning done) minus kNN's there."""
     bandits = {n: r for n, r in policies.items() if r["kind"] == "bandit"}
+    hinted = policies.get("hint_oracle")
 
     def best(cost: float, late: bool) -> tuple[float | None, str | None]:
         q_key, c_key = ("late_quality", "late_cost") if late else ("quality", "cost")
@@ -80,7 +82,9 @@ def frontier_checks(policies: dict[str, dict]) -> dict:
             q, by = best(r["cost"], late=False)
             singles[name.removeprefix("always:")] = {
                 "cost": r["cost"], "quality": r["quality"], "best_bandit": q, "by": by,
-                "ok": q is not None and q >= r["quality"] - 1e-9}
+                "ok": q is not None and q >= r["quality"] - 1e-9,
+                "hint_oracle": quality_at_cost([(p["cost"], p["quality"]) for p in hinted["frontier"]], r["cost"])
+                if hinted else None}
     knn = []
     for p in policies.get("knn", {}).get("frontier", []):
         q, by = best(p["late_cost"], late=True)

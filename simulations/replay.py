@@ -53,9 +53,11 @@ def parse_drift(spec: str, experts: list[str]) -> tuple[int, float, float]:
 
 class Baselines:
     """Picks of every baseline on a stream: single experts, random, oracle, and the
-    supervised kNN and threshold routers trained on the train split."""
+    supervised kNN and threshold routers trained on the train split. With request hints,
+    also `hint_oracle`: the best expert for each hint value, knowing every outcome; no
+    policy that routes by the hints alone can beat it, so it shows what the hints can buy."""
 
-    def __init__(self, ds: RoutingDataset, emb: np.ndarray, ref: Stream):
+    def __init__(self, ds: RoutingDataset, emb: np.ndarray, ref: Stream, hints: tuple[str, ...] = ()):
         q, c = ds.outcome_arrays()
         c = c / ref.scale
         train = supervised.train_mask([r.split for r in ds.rows])
@@ -68,6 +70,11 @@ class Baselines:
         self.thresholds = (-0.2, -0.1, 0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
         self.train, self.q, self.c = train, q, c
         self.names = [*(f"always:{e}" for e in ds.experts), "random", "oracle", "knn", "threshold"]
+        self.hint_group = None
+        if hints:
+            keys = ["\x1f".join(str(getattr(r, h) or "") for h in hints) for r in ds.rows]
+            self.hint_group = np.unique(keys, return_inverse=True)[1]
+            self.names.append("hint_oracle")
 
     def threshold_for(self, weight: float) -> float:
         """The threshold that earns most on the training rows at this cost weight."""
@@ -87,6 +94,13 @@ class Baselines:
             return (st.quality - weight * st.cost).argmax(axis=1)
         if name == "knn":
             return supervised.knn_picks(self.q_hat[st.order], self.c_hat[st.order], weight)
+        if name == "hint_oracle":
+            group = self.hint_group[st.order]
+            value = st.quality - weight * st.cost
+            best = np.zeros(group.max() + 1, dtype=int)
+            for g in np.unique(group):
+                best[g] = value[group == g].mean(axis=0).argmax()
+            return best[group]
         t = self.threshold_for(weight) if knob is None else knob
         return supervised.threshold_picks(self.q_hat[st.order], self.premium, self.weak, t)
 
@@ -119,7 +133,7 @@ def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[
     labelled = labelled_rows(ds, "train")
     rest = np.setdiff1d(np.arange(len(ds.rows)), labelled) if warm_start else None
     runs_of = streams(ds, x, seeds, list(drift), rest, prices)
-    base = Baselines(ds, emb, runs_of[0])
+    base = Baselines(ds, emb, runs_of[0], hints)
     premium_q = float(np.mean([st.quality[:, st.premium].mean() for st in runs_of]))
     premium_c = float(runs_of[0].cost[:, runs_of[0].premium].mean() * runs_of[0].scale)
     grid = sorted(set(sweep) | {weight})
@@ -135,7 +149,7 @@ def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[
     for name in [*base.names, *policies]:
         if name in policies:
             points = {w: (w, lambda st, s, w=w: learned[name, w, s]) for w in grid}
-        elif name in ("oracle", "knn"):
+        elif name in ("oracle", "knn", "hint_oracle"):
             points = {w: (w, lambda st, s, w=w: base.picks(name, st, w, s)) for w in grid}
         elif name == "threshold":   # its frontier is swept over thresholds; the main point is tuned on train
             points = {("t", t): (weight, lambda st, s, t=t: base.picks(name, st, weight, s, knob=t))

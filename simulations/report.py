@@ -35,11 +35,17 @@ def write_markdown(report: dict, path: Path) -> None:
               for name, r in report["policies"].items() if r.get("params") is not None]
     checks = report.get("checks") or {}
     if checks.get("single_experts"):
+        bound = "hint_oracle" in report["policies"]
         lines += ["", "## The best bandit against every single expert (whole stream, at that expert's cost)", "",
-                  "| expert | its cost | its quality | best bandit there | by | on or above |", "|---|---|---|---|---|---|"]
+                  "| expert | its cost | its quality | best bandit there | by | on or above |"
+                  + (" hint oracle there |" if bound else ""), "|---|---|---|---|---|---|" + ("---|" if bound else "")]
         for e, c in sorted(checks["single_experts"].items(), key=lambda kv: kv[1]["cost"]):
             lines.append(f"| {e} | {c['cost']:.4g} | {c['quality']:.3f} | {_fmt(c['best_bandit'])} | "
-                         f"{c['by'] or '-'} | {'yes' if c['ok'] else 'NO'} |")
+                         f"{c['by'] or '-'} | {'yes' if c['ok'] else 'NO'} |"
+                         + (f" {_fmt(c.get('hint_oracle'))} |" if bound else ""))
+        if bound:
+            lines += ["", "The hint oracle knows every outcome and calls each hint value's best expert: where it "
+                      "is not above an expert, no policy that routes by the hints can be either."]
     if checks.get("knn_late"):
         lines += ["", "## The best bandit against the kNN baseline, second half of the stream", "",
                   "| kNN cost weight | cost | kNN quality | best bandit there | gap |", "|---|---|---|---|---|"]

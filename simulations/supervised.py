@@ -22,9 +22,13 @@ def train_mask(splits: list[str | None], seed: int = 0, share: float = 0.7) -> n
 
 
 def neighbours(emb: np.ndarray, train: np.ndarray, k: int = 20, chunk: int = 1024) -> np.ndarray:
-    """Indices of each row's k nearest training rows (itself excluded)."""
+    """Indices of each row's k nearest training rows (itself excluded; fewer than k when
+    there are not that many)."""
     unit = (emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     pool = np.flatnonzero(train)
+    if len(pool) < 2:
+        raise ValueError(f"the kNN baseline needs at least 2 training rows, the data set has {len(pool)}")
+    k = min(k, len(pool) - 1)
     out = np.empty((len(emb), k), dtype=np.int64)
     for s in range(0, len(emb), chunk):
         sims = unit[s:s + chunk] @ unit[pool].T

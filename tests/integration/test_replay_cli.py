@@ -57,6 +57,11 @@ def test_hints_reach_the_policies_as_features(two_kind_data, tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["hints"] == ["task"] and report["policies"]["pooled_linucb"]["quality"] > 0.9
     assert report["policies"]["grouped_ts"]["quality"] > 0.9
+    # Routing by the task alone is right on every query here, and the checks say so.
+    assert report["policies"]["hint_oracle"]["kind"] == "baseline"
+    assert report["policies"]["hint_oracle"]["quality"] == pytest.approx(1.0)
+    assert all(c["hint_oracle"] == pytest.approx(1.0) for c in report["checks"]["single_experts"].values())
+    assert "hint oracle there" in (tmp_path / "report.md").read_text()
     with pytest.raises(SystemExit, match="rows can pass only"):
         replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--hints", "tenant"])
 

@@ -27,3 +27,51 @@ def test_parity_and_quality_at_share():
     assert metrics.premium_share_at_parity(sweep, 0.7) is None
     assert metrics.quality_at_premium_share(sweep, 0.33) == 0.64
     assert metrics.quality_at_premium_share(sweep, 0.05) is None
+
+
+def _hinted_set(tmp_path):
+    """Kind a: x is right on every other query (mean 0.5), y on 60% of each; kind b: x always."""
+    import json
+    rows = [("a", {"x": float(i % 2), "y": 0.6}) for i in range(8)] + [("b", {"x": 1.0, "y": 0.0}) for _ in range(4)]
+    path = tmp_path / "hinted.jsonl"
+    path.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"p{i}", "task": kind, "split": None,
+                                        "outcomes": {e: {"quality": q, "cost": 1.0 if e == "x" else 0.5}
+                                                     for e, q in out.items()}}) + "\n"
+                            for i, (kind, out) in enumerate(rows)))
+    (tmp_path / "hinted.meta.json").write_text(json.dumps({"name": "hinted", "cost_unit": "usd", "premium": "x",
+                                                           "experts": {"x": {}, "y": {}}}))
+    return path
+
+
+def test_the_hint_oracle_calls_each_hint_values_best_expert_not_each_querys(tmp_path):
+    """Per query, x or y is right; per kind, y pays on a (0.6 > 0.5) and x on b: the hint oracle
+    is what routing by the hint alone can reach, below the per-query oracle."""
+    import numpy as np
+
+    from common.dataset import RoutingDataset
+    from simulations.replay import Baselines
+    from simulations.streams import streams
+
+    ds = RoutingDataset.load(_hinted_set(tmp_path))
+    x = np.zeros((len(ds.rows), 4))
+    st = streams(ds, x, 1, [])[0]
+    base = Baselines(ds, x, st, hints=("task",))
+    assert "hint_oracle" in base.names and "hint_oracle" not in Baselines(ds, x, st).names
+    kind = np.array([r.task for r in ds.rows])[st.order]
+    picks = base.picks("hint_oracle", st, 0.0, 0)
+    assert set(picks[kind == "a"]) == {ds.experts.index("y")} and set(picks[kind == "b"]) == {ds.experts.index("x")}
+    n = np.arange(len(picks))
+    assert st.quality[n, picks].mean() == pytest.approx((8 * 0.6 + 4) / 12)
+    assert st.quality[n, base.picks("oracle", st, 0.0, 0)].mean() == pytest.approx((4 + 4 * 0.6 + 4) / 12)
+    # A cost weight that makes x's extra cost outweigh its lead on b moves b to y too.
+    assert set(base.picks("hint_oracle", st, 3.0, 0)) == {ds.experts.index("y")}
+
+
+def test_the_single_expert_checks_carry_the_hint_oracle_when_there_is_one():
+    entry = {"kind": "baseline", "frontier": [{"cost": 1.0, "quality": 0.8}], "cost": 1.0, "quality": 0.6}
+    bandit = {"kind": "bandit", "frontier": [{"cost": 1.0, "quality": 0.7, "late_cost": 1.0, "late_quality": 0.7}]}
+    hinted = {"kind": "baseline", "frontier": [{"cost": 0.5, "quality": 0.75}, {"cost": 1.0, "quality": 0.9}]}
+    checks = metrics.frontier_checks({"always:x": entry, "p": bandit, "hint_oracle": hinted})
+    assert checks["single_experts"]["x"]["hint_oracle"] == pytest.approx(0.9)
+    assert checks["single_experts"]["x"]["ok"] and checks["single_experts"]["x"]["by"] == "p"
+    assert metrics.frontier_checks({"always:x": entry, "p": bandit})["single_experts"]["x"]["hint_oracle"] is None
