@@ -225,6 +225,10 @@ def main(argv=None) -> None:
     ds = RoutingDataset.load_or_exit(args.data, skip_bad=args.skip_bad, limit=args.limit)
     if ds.skipped:
         print(f"skipped bad rows: {ds.skipped}")
+    if len(ds.experts) < 2:
+        raise SystemExit(f"error: {args.data.name} has {len(ds.experts)} expert; a router chooses between two or more")
+    if supervised.train_mask([r.split for r in ds.rows]).sum() < 2:
+        raise SystemExit(f"error: {args.data.name} has too few rows ({len(ds.rows)}) to train the kNN baseline on")
     policies = [p for p in args.policies.split(",") if p]
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:

@@ -79,6 +79,24 @@ def test_replay_rejects_bad_rows_unless_asked_to_skip(tmp_path, two_kind_data, c
     assert json.loads((tmp_path / "o" / "report.json").read_text())["rows"] == 600
 
 
+def test_replay_refuses_a_set_with_nothing_to_route_between(tmp_path):
+    """One expert (nothing to choose) or one row (no kNN baseline): one line, no traceback."""
+    one = tmp_path / "one.jsonl"
+    one.write_text("".join(json.dumps({"id": f"q{i}", "prompt": f"p{i}", "outcomes": {"only": {"quality": 1, "cost": 1}}})
+                           + "\n" for i in range(10)))
+    (tmp_path / "one.meta.json").write_text(json.dumps({"name": "one", "cost_unit": "usd", "premium": "only",
+                                                        "experts": {"only": {}}}))
+    with pytest.raises(SystemExit, match="^error: one.jsonl has 1 expert; a router chooses between two or more"):
+        replay.main(["--data", str(one), "--out", str(tmp_path / "o")])
+    lone = tmp_path / "lone.jsonl"
+    lone.write_text(json.dumps({"id": "q", "prompt": "p", "split": "test",
+                                "outcomes": {"a": {"quality": 1, "cost": 1}, "b": {"quality": 0, "cost": 1}}}) + "\n")
+    (tmp_path / "lone.meta.json").write_text(json.dumps({"name": "lone", "cost_unit": "usd", "premium": "a",
+                                                         "experts": {"a": {}, "b": {}}}))
+    with pytest.raises(SystemExit, match="too few rows"):
+        replay.main(["--data", str(lone), "--out", str(tmp_path / "o")])
+
+
 def test_drift_changes_outcomes_from_its_point_on(two_kind_data, tmp_path):
     """mathbot stops being right on math half way: every policy and baseline sees it."""
     replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--policies", "linucb", "--seeds", "1",
