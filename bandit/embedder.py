@@ -92,7 +92,7 @@ class Embedder:
             cores = usable_cores()
             parallel = parallel or (cores if self.device == "cpu" else 1)
             self.onnx = OnnxEncoder(self.model, self.model_name, quantize=backend.partition("-")[2],
-                                    threads=max(cores // parallel, 1))
+                                    threads=max(cores // parallel, 1), wide_threads=cores)
         # torch parallelises inside each operator (and its tokenizer is not shared safely
         # across threads): one pass at a time.
         self.parallel = max(parallel, 1) if self.onnx is not None else 1
@@ -126,8 +126,8 @@ class Embedder:
         """Blocking bulk encode (replays, warm start): unit-norm float32 rows in input order.
         Longest first over all the texts, then micro-batches of `batch_size`, `parallel` at
         a time: like lengths share passes, as few padded tokens as there can be."""
-        if len(texts) <= self.batch_size:
-            return self._encode(texts)
+        if len(texts) <= self.batch_size:               # one pass, the cores to itself
+            return self._encode(texts, alone=True)
         order = np.argsort([-len(t) for t in texts], kind="stable")
         batches = [[texts[i] for i in order[k:k + self.batch_size]] for k in range(0, len(texts), self.batch_size)]
         vectors = np.empty((len(texts), self.dim), np.float32)
@@ -138,9 +138,9 @@ class Embedder:
         """Blocking: each list as one micro-batch, as the router's batcher runs them, `parallel` at a time."""
         return list(self._pool.map(self._encode, batches))
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], alone: bool = False) -> np.ndarray:
         if self.onnx is not None:
-            return self.onnx.encode(texts, self.forward_batch)
+            return self.onnx.encode(texts, self.forward_batch, wide=alone)
         return self.model.encode(texts, batch_size=self.forward_batch, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
@@ -200,14 +200,16 @@ class Embedder:
             if not live:
                 free.release()
                 continue
-            task = asyncio.create_task(self._pass(live, free), name="embedder-pass")
+            # A pass that starts with no other running gets every core (serial traffic's
+            # latency); under load the passes overlap and keep their share each.
+            task = asyncio.create_task(self._pass(live, free, alone=not self._passes), name="embedder-pass")
             self._passes.add(task)
             task.add_done_callback(self._passes.discard)
 
-    async def _pass(self, live: list, free: asyncio.Semaphore) -> None:
+    async def _pass(self, live: list, free: asyncio.Semaphore, alone: bool = False) -> None:
         try:
             vectors = await asyncio.get_running_loop().run_in_executor(self._pool, self._encode,
-                                                                       [t for t, _ in live])
+                                                                       [t for t, _ in live], alone)
         except Exception as exc:  # a model failure fails these requests, not the batcher
             for _, f in live:
                 if not f.done():

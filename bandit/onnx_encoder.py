@@ -56,9 +56,14 @@ def _export(model, path: Path) -> None:
 
 
 class OnnxEncoder:
-    """`encode(texts)` as SentenceTransformer.encode(normalize_embeddings=True) does it, on onnxruntime."""
+    """`encode(texts)` as SentenceTransformer.encode(normalize_embeddings=True) does it, on onnxruntime.
 
-    def __init__(self, model, name: str, quantize: str = "", threads: int | None = None):
+    With `wide_threads`, a second session on that many threads runs the passes that have
+    the cores to themselves (`encode(..., wide=True)`): a lone request then gets every core,
+    while passes that run beside others keep `threads` each."""
+
+    def __init__(self, model, name: str, quantize: str = "", threads: int | None = None,
+                 wide_threads: int | None = None):
         import onnxruntime as ort
 
         self.pooling = _pooling(model)
@@ -80,21 +85,24 @@ class OnnxEncoder:
                 quantize_dynamic(str(plain), str(folder / "model_int8.tmp.onnx"), weight_type=QuantType.QInt8,
                                  per_channel=True, op_types_to_quantize=["MatMul"])
                 os.replace(folder / "model_int8.tmp.onnx", int8)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        # No busy-waiting between passes: in a router the model shares the cores with the
-        # event loop, gRPC and Kafka clients, which a spinning thread pool starves.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(int8 if quantize else plain), options,
-                                            providers=["CPUExecutionProvider"])
+        def session(n_threads: int | None):
+            options = ort.SessionOptions()
+            if n_threads:
+                options.intra_op_num_threads = n_threads
+            # No busy-waiting between passes: in a router the model shares the cores with the
+            # event loop, gRPC and Kafka clients, which a spinning thread pool starves.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            return ort.InferenceSession(str(int8 if quantize else plain), options, providers=["CPUExecutionProvider"])
+
+        self.session = session(threads)
+        self.wide = session(wide_threads) if wide_threads and wide_threads != threads else self.session
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     @property
     def max_seq_length(self) -> int:
         return self.model.max_seq_length
 
-    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 32, wide: bool = False) -> np.ndarray:
         # Longest first, as sentence-transformers does: a batch pads to its longest text, so
         # texts of like length together waste the least work. Rows go back in input order.
         order = np.argsort([-len(t) for t in texts], kind="stable")
@@ -103,7 +111,7 @@ class OnnxEncoder:
             with self._tokenizing:     # a fast tokenizer sets its padding per call: not for two threads at once
                 enc = self.tokenizer([texts[i] for i in order[start:start + batch_size]], padding=True,
                                      truncation=True, max_length=self.max_seq_length, return_tensors="np")
-            hidden = self.session.run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0]
+            hidden = (self.wide if wide else self.session).run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0]
             mask = enc["attention_mask"][..., None].astype(np.float32)
             if self.pooling == "mean":
                 v = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)

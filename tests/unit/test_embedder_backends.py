@@ -78,3 +78,29 @@ async def test_parallel_onnx_passes_give_each_request_its_own_vector(torch_vecto
         assert (np.stack(await asyncio.gather(*(emb.embed(t) for t in TEXTS))) * torch_vectors).sum(axis=1).min() > 0.9999
     finally:
         await emb.stop()
+
+
+async def test_a_lone_pass_gets_every_core_and_overlapping_passes_share_them(torch_vectors):
+    """Serial traffic runs on the session with every core's threads (its latency), passes that
+    overlap run on one share each; both give the same vectors."""
+    emb = Embedder(backend="onnx", batch_size=2, parallel=2)
+    assert emb.onnx.wide is not emb.onnx.session
+    assert np.abs(emb.onnx.encode(TEXTS, wide=True) - emb.onnx.encode(TEXTS)).max() < 1e-5
+    runs, encode = [], emb.onnx.encode
+
+    def recording(texts, batch_size=32, wide=False):
+        runs.append(wide)
+        return encode(texts, batch_size, wide)
+
+    emb.onnx.encode = recording
+    await emb.start()
+    try:
+        runs.clear()
+        for text in TEXTS:                                   # one at a time: every pass alone
+            assert float(np.dot(await emb.embed(text), torch_vectors[TEXTS.index(text)])) > 0.9999
+        assert runs == [True] * len(TEXTS)
+        runs.clear()
+        await asyncio.gather(*(emb.embed(f"{t} ({i})") for i in range(10) for t in TEXTS))
+        assert False in runs and len(runs) >= 2               # the load overlapped passes
+    finally:
+        await emb.stop()
