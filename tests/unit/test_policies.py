@@ -324,6 +324,35 @@ def test_grouped_clusters_queries_without_hints_once_it_has_seen_enough():
         assert p.select(centres[kind], EXPERTS).probabilities[kind] > 0.9, kind
 
 
+def test_grouped_warm_start_fits_its_centroids_on_every_labelled_query_and_keeps_them():
+    """A warm start sees all its labelled queries at once: the centroids come from all of
+    them (not the first `init`, which here are all of one kind) and stay where they were
+    fitted while every outcome is learned; each query counts once toward `init`, not once
+    per expert."""
+    p = make_policy("grouped_ts", DIM, {"clusters": 2, "init": 8, "v": 0.3}, seed=0)
+    rng = np.random.default_rng(2)
+    centres = {"a": np.full(DIM, 3.0), "b": np.full(DIM, -3.0)}
+    kinds = ["a"] * 20 + ["b"] * 20                     # the first init queries are all a's kind
+    x = np.array([centres[k] + rng.standard_normal(DIM) * 0.1 for k in kinds])
+    quality = np.array([[float(k == e) for e in EXPERTS] for k in kinds])
+    p.pretrain(x, quality, np.zeros_like(quality), EXPERTS)
+    fitted = p.centroids.copy()
+    assert sorted(np.sign(fitted[:, 0])) == [-1.0, 1.0]            # one centroid per kind
+    assert int(p.n[1:].sum()) == 40 * len(EXPERTS) and not p.pending
+    for kind in "ab":
+        assert p.select(centres[kind], EXPERTS).probabilities[kind] > 0.9, kind
+    p.update("a", centres["a"], 1.0)                                # learning live moves them again
+    assert not np.array_equal(p.centroids, fitted)
+
+    cold = make_policy("grouped_ts", DIM, {"clusters": 2, "init": 8}, seed=0)
+    for i in range(7):                                              # 7 queries, each to every expert
+        for e in EXPERTS:
+            cold.update(e, x[i], quality[i, EXPERTS.index(e)])
+    assert not len(cold.centroids) and len(cold.pending) == 21
+    cold.update("a", x[20], 0.0)                                    # the 8th query: fitted now
+    assert len(cold.centroids) == 2 and not cold.pending
+
+
 def test_grouped_prices_an_expert_it_has_not_called_at_the_groups_level():
     """A group whose answers run twice the list price (long answers) prices an expert not
     yet called there at twice its list price too, so it is not picked as falsely cheap."""
