@@ -68,7 +68,7 @@ def frontier_checks(policies: dict[str, dict]) -> dict:
     - `knn_late`: at each point of the kNN baseline's frontier, the best bandit's quality
       over the second half of the stream (learning done) minus kNN's there."""
     bandits = {n: r for n, r in policies.items() if r["kind"] == "bandit"}
-    hinted = policies.get("hint_oracle")
+    hinted = [(p["cost"], p["quality"]) for p in policies["hint_oracle"]["frontier"]] if "hint_oracle" in policies else None
 
     def best(cost: float, late: bool) -> tuple[float | None, str | None]:
         q_key, c_key = ("late_quality", "late_cost") if late else ("quality", "cost")
@@ -83,8 +83,7 @@ def frontier_checks(policies: dict[str, dict]) -> dict:
             singles[name.removeprefix("always:")] = {
                 "cost": r["cost"], "quality": r["quality"], "best_bandit": q, "by": by,
                 "ok": q is not None and q >= r["quality"] - 1e-9,
-                "hint_oracle": quality_at_cost([(p["cost"], p["quality"]) for p in hinted["frontier"]], r["cost"])
-                if hinted else None}
+                "hint_oracle": quality_at_cost(hinted, r["cost"]) if hinted else None}
     knn = []
     for p in policies.get("knn", {}).get("frontier", []):
         q, by = best(p["late_cost"], late=True)
