@@ -2,9 +2,9 @@
 
 In one run on this machine, side by side:
 - the embedding model alone, in this process, for each backend of --backends (torch,
-  onnx, onnx-int8; torch/32 is torch with one forward pass per 32 texts, the old way;
-  onnx-int8@1 is int8 one micro-batch at a time over every core, the way before parallel
-  passes): batch 1 (p50: the floor of a serial decision) and micro-batches of 32, as many
+  onnx, onnx-int8; /N sets the texts per forward pass: torch/32 is one pass per 32 texts
+  and onnx-int8/8 passes of 8, the ways before; @P sets the micro-batches at once, @1 one
+  at a time over every core): batch 1 (p50: the floor of a serial decision) and micro-batches of 32, as many
   at once as a router runs them (throughput: the floor of a loaded router), each backend's
   vectors compared with torch float32's (cosine);
 - through a router of the local stack (started here, with a replay worker): Decide and
@@ -70,12 +70,13 @@ class Queries:
 # -- the embedding model alone ------------------------------------------------------
 def bare_embedding(backend: str, queries: Queries, reference: np.ndarray | None, ref_texts: list[str],
                    n_single: int, n_batched: int) -> dict:
-    """`backend`: torch, onnx or onnx-int8, with /N for N texts per forward pass (default 8)
+    """`backend`: torch, onnx or onnx-int8, with /N for N texts per forward pass (default the
+    backend's own: 8 on torch, 1 on ONNX)
     and, for ONNX, @P for P micro-batches at once (default: one per core)."""
     backend_passes, _, parallel = backend.partition("@")
     spec, _, passes = backend_passes.partition("/")
     try:
-        emb = Embedder(backend=spec, batch_size=32, forward_batch=int(passes or 8), parallel=int(parallel or 0))
+        emb = Embedder(backend=spec, batch_size=32, forward_batch=int(passes or 0), parallel=int(parallel or 0))
     except Exception as exc:      # a backend whose packages are missing is reported, not fatal
         return {"backend": backend, "unavailable": f"{type(exc).__name__}: {exc}"[:300]}
     emb.encode(["warm up"] * 32)
@@ -293,8 +294,8 @@ def main(argv=None) -> None:
     p.add_argument("--rate", type=float, help="open-loop Route rate (default: 70%% of the closed loop's)")
     p.add_argument("--open-s", type=float, default=15.0, help="seconds of open-loop traffic")
     p.add_argument("--timeout-ms", type=int, default=10_000, help="each request's deadline")
-    p.add_argument("--backends", default="torch,torch/32,onnx,onnx-int8@1,onnx-int8",
-                   help="embedding backends measured alone, /N: N texts per forward pass (default 8), @P: P "
+    p.add_argument("--backends", default="torch,torch/32,onnx,onnx-int8/8,onnx-int8",
+                   help="embedding backends measured alone, /N: N texts per forward pass (default 8 on torch, 1 on ONNX), @P: P "
                         "ONNX micro-batches at once (default one per core); torch first: the reference; "
                         "torch/32 is sentence-transformers' batch of 32 as it comes")
     p.add_argument("--router-backend", default="onnx-int8",

@@ -67,7 +67,10 @@ def contexts(dataset: RoutingDataset, model: str = "", log=print, chunk: int = 5
         return Embedder(name, batch_size=64, backend=backend, max_seq_length=max_seq_length)
 
     prompts, media = row_media(dataset, log)
-    variant = "" if backend == "torch" and not max_seq_length else f"|{backend}|{max_seq_length or ''}"
+    # ONNX runs one text per pass: int8 vectors no longer depend on their batch-mates, so
+    # vectors cached from the passes of 8 before are not reused.
+    variant = "" if backend == "torch" and not max_seq_length else \
+        f"|{backend}|{max_seq_length or ''}" + ("|1" if backend.startswith("onnx") else "")
     path = cache_path(name + variant, dataset, prompts)
     embedder = None
     if path.exists():

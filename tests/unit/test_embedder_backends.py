@@ -104,3 +104,34 @@ async def test_a_lone_pass_gets_every_core_and_overlapping_passes_share_them(tor
         assert False in runs and len(runs) >= 2               # the load overlapped passes
     finally:
         await emb.stop()
+
+
+async def test_a_burst_is_split_over_the_idle_passes():
+    """16 requests at once and 2 idle passes: each pass takes its half, not one pass all 16
+    while the other core waits (a loaded router then ran at half the model's throughput)."""
+    emb = Embedder(backend="onnx", batch_size=32, parallel=2)
+    sizes, encode = [], emb._encode
+
+    def recording(texts, alone=False):
+        sizes.append(len(texts))
+        return encode(texts, alone)
+
+    emb._encode = recording
+    await emb.start()
+    try:
+        sizes.clear()                                         # the warm-up pass
+        got = await asyncio.gather(*(emb.embed(f"{TEXTS[i % 3]} ({i})") for i in range(16)))
+        assert len(got) == 16 and sizes == [8, 8]
+    finally:
+        await emb.stop()
+
+
+def test_onnx_runs_one_text_per_pass_so_an_int8_vector_ignores_its_batch_mates():
+    """No padding on ONNX (passes of one text), and int8 quantises each pass's activations on
+    their own range: a text's vector is the same alone as beside others. torch keeps 8."""
+    int8 = Embedder(backend="onnx-int8")
+    assert int8.forward_batch == 1 and Embedder().forward_batch == 8
+    assert Embedder(backend="onnx-int8", forward_batch=4).forward_batch == 4
+    together = int8.encode(TEXTS)
+    alone = np.stack([int8.encode([t])[0] for t in TEXTS])
+    assert np.abs(together - alone).max() < 1e-6
