@@ -212,9 +212,11 @@ class Embedder:
             if not live:
                 free.release()
                 continue
-            # A pass that starts with no other running gets every core (serial traffic's
-            # latency); under load the passes overlap and keep their share each.
-            task = asyncio.create_task(self._pass(live, free, alone=not self._passes), name="embedder-pass")
+            # A pass that starts with no other running and nothing left waiting gets every
+            # core (serial traffic's latency); under load, or the first part of a burst, the
+            # passes overlap and keep their share each.
+            alone = not self._passes and self._queue.empty()
+            task = asyncio.create_task(self._pass(live, free, alone=alone), name="embedder-pass")
             self._passes.add(task)
             task.add_done_callback(self._passes.discard)
 

@@ -108,20 +108,24 @@ async def test_a_lone_pass_gets_every_core_and_overlapping_passes_share_them(tor
 
 async def test_a_burst_is_split_over_the_idle_passes():
     """16 requests at once and 2 idle passes: each pass takes its half, not one pass all 16
-    while the other core waits (a loaded router then ran at half the model's throughput)."""
+    while the other core waits (a loaded router then ran at half the model's throughput),
+    and neither runs on the every-core session meant for a request alone."""
     emb = Embedder(backend="onnx", batch_size=32, parallel=2)
-    sizes, encode = [], emb._encode
+    sizes, wide, encode = [], [], emb._encode
 
     def recording(texts, alone=False):
         sizes.append(len(texts))
+        wide.append(alone)
         return encode(texts, alone)
 
     emb._encode = recording
     await emb.start()
     try:
         sizes.clear()                                         # the warm-up pass
+        wide.clear()
         got = await asyncio.gather(*(emb.embed(f"{TEXTS[i % 3]} ({i})") for i in range(16)))
         assert len(got) == 16 and sizes == [8, 8]
+        assert wide == [False, False]                         # neither half had the cores to itself
     finally:
         await emb.stop()
 
