@@ -4,9 +4,9 @@ In one run on this machine, side by side:
 - the embedding model alone, in this process, for each backend of --backends (torch,
   onnx, onnx-int8; /N sets the texts per forward pass: torch/32 is one pass per 32 texts
   and onnx-int8/8 passes of 8, the ways before; @P sets the micro-batches at once, @1 one
-  at a time over every core): batch 1 (p50: the floor of a serial decision) and micro-batches of 32, as many
-  at once as a router runs them (throughput: the floor of a loaded router), each backend's
-  vectors compared with torch float32's (cosine);
+  at a time over every core): batch 1 (p50: the floor of a serial decision) and
+  micro-batches of 32, as many at once as a router runs them (throughput: the floor of a
+  loaded router), each backend's vectors compared with torch float32's (cosine);
 - through a router of the local stack (started here, with a replay worker): Decide and
   Route serially and closed loop at --in-flight requests in flight; Route open loop at
   --rate requests/s (default: 70% of the closed loop's throughput), so queueing shows;
@@ -71,8 +71,8 @@ class Queries:
 def bare_embedding(backend: str, queries: Queries, reference: np.ndarray | None, ref_texts: list[str],
                    n_single: int, n_batched: int) -> dict:
     """`backend`: torch, onnx or onnx-int8, with /N for N texts per forward pass (default the
-    backend's own: 8 on torch, 1 on ONNX)
-    and, for ONNX, @P for P micro-batches at once (default: one per core)."""
+    backend's own: 8 on torch, 1 on ONNX) and, for ONNX, @P for P micro-batches at once
+    (default: one per core)."""
     backend_passes, _, parallel = backend.partition("@")
     spec, _, passes = backend_passes.partition("/")
     try:
