@@ -14,7 +14,8 @@ In one run on this machine, side by side:
 - where the time goes, from the decision and result events of the serial Decides and
   Routes and the loaded Routes: embedding (waiting for it included), the rest of the
   decision, the expert, and everything else ("transport": gRPC, the Kafka writes, replies);
-- Decide at --in-flight through 1 and then 2 router processes sharing one port (SO_REUSEPORT);
+- Decide at --in-flight through 1 router on every core, then 2 sharing one port
+  (SO_REUSEPORT), each pinned to half the cores, over 64 connections (least-request);
 - where the cores go in each loaded run: CPU time per process (routers, worker, feedback,
   Kafka, Redis, this bench as the load generator) over the run's wall time (bench/cpu.py).
 Every query is a distinct prompt of the bundled data set (no embedding-cache hits).
@@ -51,6 +52,7 @@ from .calls import Tally, paced, timed
 from .cpu import CpuMeter
 
 GRACE_S = 10.0
+SCALING_CONNECTIONS = 64     # the kernel spreads connections, not calls: many, so the routers' shares even out
 
 
 class Queries:
@@ -71,7 +73,7 @@ class Queries:
 def bare_embedding(backend: str, queries: Queries, reference: np.ndarray | None, ref_texts: list[str],
                    n_single: int, n_batched: int) -> dict:
     """`backend`: torch, onnx or onnx-int8, with /N for N texts per forward pass (default the
-    backend's own: 8 on torch, 1 on ONNX) and, for ONNX, @P for P micro-batches at once
+    backend's own: 8 on torch, the whole micro-batch on CUDA, 1 on ONNX) and, for ONNX, @P for P micro-batches at once
     (default: one per core)."""
     backend_passes, _, parallel = backend.partition("@")
     spec, _, passes = backend_passes.partition("/")
@@ -97,21 +99,22 @@ def bare_embedding(backend: str, queries: Queries, reference: np.ndarray | None,
 
 
 # -- calls through the router --------------------------------------------------------
-def decide(stubs, i: int, query: str, timeout_s: float):
-    return lambda timeout: stubs[i % len(stubs)].Decide(router_pb2.DecideRequest(query=query), timeout=timeout)
+def decide(conns: "Connections", query: str, timeout_s: float):
+    return lambda timeout: conns.call("Decide", router_pb2.DecideRequest(query=query), timeout)
 
 
-def route(stubs, i: int, query: str, timeout_s: float):
-    return lambda timeout: stubs[i % len(stubs)].Route(
-        router_pb2.RouteRequest(query=query, timeout_ms=int(timeout_s * 1000)), timeout=timeout)
+def route(conns: "Connections", query: str, timeout_s: float):
+    return lambda timeout: conns.call("Route", router_pb2.RouteRequest(query=query, timeout_ms=int(timeout_s * 1000)),
+                                      timeout)
 
 
-async def closed_loop(name: str, make, stubs, queries: list[str], in_flight: int, timeout_s: float) -> Tally:
-    run, todo = Tally(name), iter(enumerate(queries))
+async def closed_loop(name: str, make, conns: "Connections", queries: list[str], in_flight: int,
+                      timeout_s: float) -> Tally:
+    run, todo = Tally(name), iter(queries)
 
     async def worker():
-        for i, q in todo:
-            await timed(run, make(stubs, i, q, timeout_s), timeout_s, GRACE_S)
+        for q in todo:
+            await timed(run, make(conns, q, timeout_s), timeout_s, GRACE_S)
 
     t = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
@@ -119,21 +122,44 @@ async def closed_loop(name: str, make, stubs, queries: list[str], in_flight: int
     return run
 
 
-async def open_loop(name: str, stubs, queries: list[str], rate: float, timeout_s: float) -> Tally:
+async def open_loop(name: str, conns: "Connections", queries: list[str], rate: float, timeout_s: float) -> Tally:
     run, tasks = Tally(name), []
     t = time.monotonic()
     await paced(rate, None, len(queries), lambda i: tasks.append(asyncio.create_task(
-        timed(run, route(stubs, i, queries[i], timeout_s), timeout_s, GRACE_S))))
+        timed(run, route(conns, queries[i], timeout_s), timeout_s, GRACE_S))))
     await asyncio.gather(*tasks)
     run.wall_s = time.monotonic() - t
     return run
 
 
-def channels(port: int, n: int) -> tuple[list, list]:
-    """n separate connections (a local subchannel pool each), so SO_REUSEPORT spreads them."""
-    chans = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-             for _ in range(n)]
-    return chans, [router_pb2_grpc.RouterStub(c) for c in chans]
+class Connections:
+    """n separate connections to the routers' port (a local subchannel pool each), so
+    SO_REUSEPORT spreads them over the routers listening there. Each call goes to the
+    connection with the fewest calls outstanding (ties in turn): a client-side
+    least-request balancer, as gRPC clients and proxies in front of routers run, so a
+    router that happened to get more connections, or is slower, gets fewer calls."""
+
+    def __init__(self, port: int, n: int):
+        self.chans = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+                      for _ in range(n)]
+        self.stubs = [router_pb2_grpc.RouterStub(c) for c in self.chans]
+        self.outstanding, self.calls = [0] * n, [0] * n
+        self._turn = 0
+
+    async def call(self, method: str, request, timeout: float):
+        n = len(self.stubs)
+        self._turn += 1
+        i = min(range(n), key=lambda j: (self.outstanding[j], (j - self._turn) % n))
+        self.outstanding[i] += 1
+        self.calls[i] += 1
+        try:
+            return await getattr(self.stubs[i], method)(request, timeout=timeout)
+        finally:
+            self.outstanding[i] -= 1
+
+    async def close(self) -> None:
+        for c in self.chans:
+            await c.close()
 
 
 async def where_time_goes(bootstrap: str, run: Tally) -> dict:
@@ -202,50 +228,57 @@ async def through_router(args, stack: LocalStack, workdir: Path, queries: Querie
                 **({"kafka": stack.kafka.proc.pid} if stack.kafka else {}),
                 **({"redis": stack.redis.proc.pid} if stack.redis else {})}
         cores = report["cores"] = {}
-        chans, stubs = channels(port, 1)
-        await closed_loop("warm-up", decide, stubs, queries.take(32), 8, timeout_s)
+        conns = Connections(port, 1)
+        await closed_loop("warm-up", decide, conns, queries.take(32), 8, timeout_s)
         runs = {}
         for name, make, count, width in (("decide_serial", decide, 60, 1), ("decide_loaded", decide, n, k),
                                           ("route_serial", route, 40, 1), ("route_loaded", route, n, k)):
             print(f"  {name}: {count} requests, {width} in flight", flush=True)
             meter = CpuMeter(pids)
-            runs[name] = await closed_loop(name, make, stubs, queries.take(count), width, timeout_s)
+            runs[name] = await closed_loop(name, make, conns, queries.take(count), width, timeout_s)
             if width > 1:
                 cores[name] = meter.used()
         rate = args.rate or 0.7 * runs["route_loaded"].summary()["throughput_qps"]
         count = max(int(rate * args.open_s), 10)
         print(f"  route_open: {count} requests at {rate:.1f}/s", flush=True)
-        runs["route_open"] = await open_loop("route_open", stubs, queries.take(count), rate, timeout_s)
+        runs["route_open"] = await open_loop("route_open", conns, queries.take(count), rate, timeout_s)
         sweep = []
         for width in sorted({1, 4, 16, k}):
             print(f"  decide sweep: {width} in flight", flush=True)
-            r = await closed_loop(f"decide_{width}", decide, stubs, queries.take(max(8 * width, 40)), width, timeout_s)
+            r = await closed_loop(f"decide_{width}", decide, conns, queries.take(max(8 * width, 40)), width, timeout_s)
             sweep.append({"in_flight": width, **r.summary()})
         report["split"] = {name: await where_time_goes(stack.kafka_bootstrap, runs[name])
                            for name in ("decide_serial", "route_serial", "route_loaded")}
-        for c in chans:
-            await c.close()
+        await conns.close()
         # One router, then two on the same port: many connections, so the kernel spreads them.
         print("  scaling: 1 router, then 2 on one port", flush=True)
-        chans, stubs = channels(port, 16)
+        conns = Connections(port, SCALING_CONNECTIONS)
         meter = CpuMeter(pids)
-        one = await closed_loop("decide_1_router", decide, stubs, queries.take(n), k, timeout_s)
+        one = await closed_loop("decide_1_router", decide, conns, queries.take(n), k, timeout_s)
         cores["decide_1_router"] = meter.used()
-        for c in chans:
-            await c.close()
-        # New connections once the second router listens: the kernel spreads connections,
-        # not requests, so ones opened before it started would all stay with the first.
-        await asyncio.to_thread(second.start, 180)
-        chans, stubs = channels(port, 16)
-        await closed_loop("warm-up", decide, stubs, queries.take(32), 16, timeout_s)
-        meter = CpuMeter({**pids, second.name: second.proc.pid})
-        two = await closed_loop("decide_2_routers", decide, stubs, queries.take(n), k, timeout_s)
+        await conns.close()
+        # Then two on the same port, each pinned to its half of the cores, as two containers
+        # of half the CPUs each would be (unpinned, each sized its embedding passes for
+        # every core and the two oversubscribed them: 1.3-1.5x one on 16 cores).
+        cpus = sorted(os.sched_getaffinity(0))
+        halves = [set(cpus[: len(cpus) // 2]), set(cpus[len(cpus) // 2:])] if len(cpus) > 1 else [None, None]
+        await asyncio.to_thread(services[-1].stop)
+        services[-1], second = (ServiceProcess("router_svc.main", env, logs / f"router{i}-of-2.log", name=f"router{i}",
+                                               cpus=half) for i, half in ((1, halves[0]), (2, halves[1])))
+        for r in (services[-1], second):
+            r.spawn()
+        for r in (services[-1], second):
+            await asyncio.to_thread(r.wait_ready, 180)
+        # New connections once both listen: the kernel spreads connections, not requests.
+        conns = Connections(port, SCALING_CONNECTIONS)
+        await closed_loop("warm-up", decide, conns, queries.take(32), 16, timeout_s)
+        meter = CpuMeter({**pids, "router1": services[-1].proc.pid, second.name: second.proc.pid})
+        two = await closed_loop("decide_2_routers", decide, conns, queries.take(n), k, timeout_s)
         cores["decide_2_routers"] = meter.used()
-        for c in chans:
-            await c.close()
+        await conns.close()
         report["runs"] = {name: r.summary() for name, r in runs.items()}
         report["sweep"] = sweep
-        report["scaling"] = {"one": one.summary(), "two": two.summary(),
+        report["scaling"] = {"one": one.summary(), "two": two.summary(), "cores_each": [len(h or cpus) for h in halves],
                              "two_over_one": two.summary()["throughput_qps"] / max(one.summary()["throughput_qps"], 1e-9)}
         report["lost"] = sum(r.lost for r in (*runs.values(), one, two))
         report["router_backend"] = args.router_backend
@@ -295,7 +328,7 @@ def main(argv=None) -> None:
     p.add_argument("--open-s", type=float, default=15.0, help="seconds of open-loop traffic")
     p.add_argument("--timeout-ms", type=int, default=10_000, help="each request's deadline")
     p.add_argument("--backends", default="torch,torch/32,onnx,onnx-int8/8,onnx-int8",
-                   help="embedding backends measured alone, /N: N texts per forward pass (default 8 on torch, 1 on ONNX), @P: P "
+                   help="embedding backends measured alone, /N: N texts per forward pass (default 8 on torch, 32 on CUDA, 1 on ONNX), @P: P "
                         "ONNX micro-batches at once (default one per core); torch first: the reference; "
                         "torch/32 is sentence-transformers' batch of 32 as it comes")
     p.add_argument("--router-backend", default="onnx-int8",

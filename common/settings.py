@@ -152,7 +152,7 @@ class RouterSettings(PolicySettings):
     embedding_cache_size: int = Field(default=10_000, ge=0)            # recent query texts kept; 0 = off
     embed_batch_size: int = Field(default=32, ge=1)
     embed_max_wait_ms: float = Field(default=0.0, ge=0)   # 0: take what is queued when the model is free
-    embed_forward_batch: int = Field(default=0, ge=0)      # texts per forward pass, like lengths together; 0: 1 on ONNX, 8 on torch
+    embed_forward_batch: int = Field(default=0, ge=0)      # texts per forward pass, like lengths together; 0: 1 on ONNX, 8 on torch (CUDA: the micro-batch)
     embed_parallel: int = Field(default=0, ge=0)           # ONNX micro-batches at once; 0: one per core on a CPU
     default_cost_weight: float = Field(default=0.0, ge=0)
     default_timeout_ms: int = Field(default=10_000, ge=1)

@@ -70,9 +70,11 @@ class ServiceProcess:
     Waits for the service's READY line; its output goes to a log file.
     """
 
-    def __init__(self, module: str, env: dict[str, str], log_path: Path, name: str | None = None):
+    def __init__(self, module: str, env: dict[str, str], log_path: Path, name: str | None = None,
+                 cpus: set[int] | None = None):
         self.module = module
         self.env = env
+        self.cpus = cpus            # pinned to these cores (its threads too), as a container's CPU set would
         self.log_path = Path(log_path)
         self.name = name or module
         self.proc: subprocess.Popen | None = None
@@ -89,6 +91,8 @@ class ServiceProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=env, cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        if self.cpus:               # before the interpreter has started its threads: they inherit it
+            os.sched_setaffinity(self.proc.pid, self.cpus)
         self._ready = threading.Event()
 
         def pump() -> None:   # copy output to the log; note the READY line

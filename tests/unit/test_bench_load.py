@@ -9,7 +9,7 @@ import uuid
 
 import grpc
 
-from bench.load import closed_loop, channels, decide, open_loop
+from bench.load import Connections, closed_loop, decide, open_loop
 from proto import router_pb2, router_pb2_grpc
 
 
@@ -35,19 +35,40 @@ async def test_closed_and_open_loops_count_answers_refusals_and_losses(monkeypat
     router_pb2_grpc.add_RouterServicer_to_server(StandIn(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    chans, stubs = channels(port, 2)
+    conns = Connections(port, 2)
     try:
-        run = await closed_loop("d", decide, stubs, ["fast"] * 6 + ["slow"] * 2 + ["busy", "mute"], 4, 0.3)
+        run = await closed_loop("d", decide, conns, ["fast"] * 6 + ["slow"] * 2 + ["busy", "mute"], 4, 0.3)
         s = run.summary()
         assert (s["ok"], s["errors"], s["lost"]) == (8, {"RESOURCE_EXHAUSTED": 1}, 1)
         assert s["p99_ms"] >= 190 and len(set(run.ids)) == 8 and s["throughput_qps"] > 0
         began = time.monotonic()
-        ran = await open_loop("r", stubs, ["q"] * 10, rate=20, timeout_s=2)
+        ran = await open_loop("r", conns, ["q"] * 10, rate=20, timeout_s=2)
         # 10 requests at 20/s are all sent within 0.5 s although each takes 0.5 s: open loop
         assert ran.summary()["ok"] == 10 and time.monotonic() - began < 1.6
     finally:
-        for c in chans:
-            await c.close()
+        await conns.close()
+        await server.stop(0)
+
+
+async def test_each_call_goes_to_the_connection_with_the_fewest_outstanding():
+    """The two-router run's balancer: while a slow call holds one connection, the others
+    take the calls that follow (a busier router gets fewer)."""
+    server = grpc.aio.server()
+    router_pb2_grpc.add_RouterServicer_to_server(StandIn(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    conns = Connections(port, 3)
+    try:
+        slow = asyncio.create_task(conns.call("Decide", router_pb2.DecideRequest(query="slow"), 5))
+        await asyncio.sleep(0)
+        busy = conns.outstanding.index(1)
+        for _ in range(6):
+            await conns.call("Decide", router_pb2.DecideRequest(query="fast"), 5)
+        await slow
+        others = [c for i, c in enumerate(conns.calls) if i != busy]
+        assert conns.calls[busy] == 1 and sum(others) == 6 and min(others) >= 2 and conns.outstanding == [0, 0, 0]
+    finally:
+        await conns.close()
         await server.stop(0)
 
 

@@ -18,6 +18,7 @@ def test_embedder_on_cuda_matches_cpu():
     texts = ["What is the capital of Peru?", "Integrate x^2 from 0 to 3."]
     gpu, cpu = Embedder(device="cuda"), Embedder(device="cpu")
     assert gpu.device == "cuda"
+    assert gpu.forward_batch == gpu.batch_size and cpu.forward_batch == 8   # CUDA: one pass per micro-batch
     np.testing.assert_allclose(gpu.encode(texts), cpu.encode(texts), atol=1e-4)
 
 
