@@ -22,3 +22,8 @@ class Projection:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         z = x if self.matrix is None else x @ self.matrix
         return np.append(z, 1.0)
+
+    def many(self, xs: np.ndarray) -> np.ndarray:
+        """Rows of contexts, each projected as __call__ would."""
+        z = xs if self.matrix is None else xs @ self.matrix
+        return np.hstack([z, np.ones((len(z), 1))])

@@ -41,6 +41,7 @@ from .errors import DeadlineExceeded, ExpertUnavailable, NotReady, Overloaded, P
 from .owners import Owners
 from .policy_set import PolicySet
 from .replies import ReplyListener
+from .scoring import BatchedSelect
 from .tenants import Tenants
 from .validation import check_content, check_feedback, check_options, check_query
 
@@ -74,6 +75,7 @@ class RouterCore:
         self.replies = replies
         self.in_flight, self.max_in_flight = 0, settings.max_in_flight
         self.breakers = Breakers(settings.breaker_failures, settings.breaker_cooldown_s)
+        self.scoring = BatchedSelect()
         self.auth = Authenticator(None, required=False)     # RouterApp sets the configured one
         self.tenants = Tenants({}, None, "")                 # and the tenants' limits
         self.pacer = BudgetPacer(settings.budget_per_query, settings.budget_step) \
@@ -148,7 +150,7 @@ class RouterCore:
         x = build_context(embedding, query, modality, options.hints, features)
         prices = {e: self.catalog[e].expected_cost(len(query)) for e in eligible}
         serving = self.policies.serving
-        choice = serving.policy.select(x, eligible, cost_weight, prices)
+        choice = await self.scoring.select(serving.policy, x, eligible, cost_weight, prices)
         event = events_pb2.DecisionEvent(
             decision_id=str(uuid.uuid4()), ts_ms=now_ms(), mode=mode, tenant=options.tenant,
             modality=modality, context=x.tolist(), chosen_expert=choice.expert,

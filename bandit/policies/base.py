@@ -99,6 +99,24 @@ class Policy(ABC):
                 prices: np.ndarray) -> Choice:
         """`prices`: per eligible expert, its catalog price, 0 where unknown."""
 
+    def select_many(self, contexts: Sequence[np.ndarray], eligible: Sequence[str], cost_weights: Sequence[float],
+                    prices: Sequence[Mapping[str, float] | None]) -> list[Choice]:
+        """select for several requests with the same eligible experts, in order: the
+        router scores together the requests whose embeddings came back together. Each
+        choice is drawn as select would draw it; a policy that reads its state once for
+        the whole batch overrides _select_many."""
+        if not eligible:
+            raise ValueError("no eligible experts")
+        eligible = list(eligible)
+        xs = np.stack([self._check_context(c) for c in contexts])
+        return self._select_many(xs, eligible, [float(w) for w in cost_weights],
+                                 np.stack([self._check_prices(p, eligible) for p in prices]))
+
+    def _select_many(self, contexts: np.ndarray, eligible: list[str], cost_weights: list[float],
+                     prices: np.ndarray) -> list[Choice]:
+        """`contexts`: one row per request; `prices`: one row per request."""
+        return [self._select(x, eligible, w, p) for x, w, p in zip(contexts, cost_weights, prices)]
+
     # -- learning ----------------------------------------------------------------
     def update(self, expert: str, context: np.ndarray, quality: float, cost: float = 0.0) -> None:
         self._update(expert, self._check_context(context), float(quality), float(cost))

@@ -11,6 +11,7 @@ those probabilities: the logged propensity is the probability actually used.
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,11 +98,13 @@ class _LinearPolicy(ArmPolicy):
         self._a32[row] = arm.A_inv
         self._t32[row] = arm.theta
 
-    def _estimates(self, x: np.ndarray, eligible: list[str],
+    def _estimates(self, xs: np.ndarray, eligible: list[str],
                    prices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per eligible expert: estimated quality, estimated cost (the catalog price until
-        its first reward), x' A^-1 x."""
-        x32 = x.astype(np.float32)
+        """Per request (row of the projected contexts `xs`) and eligible expert (column):
+        estimated quality, estimated cost (the catalog price until its first reward),
+        x' A^-1 x. Each expert's A^-1 is read once for all the rows: scoring is bound by
+        reading those d x d matrices, so a batch of requests costs about what one does."""
+        x32 = xs.astype(np.float32)
         for e in eligible:
             self._arm(e)
         k = len(self.arms)
@@ -110,11 +113,22 @@ class _LinearPolicy(ArmPolicy):
         else:
             rows = [self._rows[e] for e in eligible]
             a_inv, theta = self._a32[rows], self._t32[rows]
-        qc = theta @ x32                                   # (K, 2)
-        var = (a_inv @ x32) @ x32                          # (K,)
+        q, c = x32 @ theta[:, 0].T, x32 @ theta[:, 1].T                  # (B, K) each
+        var = np.einsum("kbd,bd->bk", np.matmul(x32, a_inv), x32)         # (B, K)
         untried = np.array([self.counts.get(e, 0) == 0 for e in eligible])
-        cost = np.where(untried, prices, qc[:, 1].astype(np.float64))
-        return qc[:, 0].astype(np.float64), cost, np.maximum(var, 0.0).astype(np.float64)
+        cost = np.where(untried, prices, c.astype(np.float64))
+        return q.astype(np.float64), cost, np.maximum(var, 0.0).astype(np.float64)
+
+    def _select(self, context, eligible, cost_weight, prices) -> Choice:
+        return self._select_many(context[None], eligible, [cost_weight], prices[None])[0]
+
+    def _select_many(self, contexts, eligible, cost_weights, prices) -> list[Choice]:
+        q, c, var = self._estimates(self.proj.many(contexts), eligible, prices)
+        return [self._pick(eligible, q[i], c[i], var[i], w) for i, w in enumerate(cost_weights)]
+
+    @abstractmethod
+    def _pick(self, eligible: list[str], q: np.ndarray, c: np.ndarray, var: np.ndarray, cost_weight: float) -> Choice:
+        """One request's choice from its estimates: how the subclass explores."""
 
     def _update(self, expert, context, quality, cost) -> None:
         x = self.proj(context)
@@ -192,9 +206,7 @@ class LinUCB(_LinearPolicy):
     name = "linucb"
     Params = LinUCBParams
 
-    def _select(self, context, eligible, cost_weight, prices) -> Choice:
-        x = self.proj(context)
-        q, c, var = self._estimates(x, eligible, prices)
+    def _pick(self, eligible, q, c, var, cost_weight) -> Choice:
         bonus = self.params.alpha * np.sqrt(var)
         score = q - cost_weight * c + bonus
         best = self._argmax(eligible, score)
@@ -220,9 +232,7 @@ class LinTS(_LinearPolicy):
     name = "lints"
     Params = LinTSParams
 
-    def _select(self, context, eligible, cost_weight, prices) -> Choice:
-        x = self.proj(context)
-        q, c, var = self._estimates(x, eligible, prices)
+    def _pick(self, eligible, q, c, var, cost_weight) -> Choice:
         spread = self.params.v * np.sqrt(var)
         value = q - cost_weight * c
         draws = value + spread * self.rng.standard_normal((self.params.samples, len(eligible)))

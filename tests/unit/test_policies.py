@@ -65,6 +65,26 @@ def test_snapshot_restore_gives_identical_choices(name):
     assert q.counts == p.counts
 
 
+def test_a_batch_gets_what_each_request_would_get_alone(name):
+    """select_many (the router scores together the requests whose embeddings came back
+    together) gives each request select's probabilities, scores and, from the same random
+    stream, expert; with a cost weight and prices of its own."""
+    p = make_policy(name, DIM, PARAMS.get(name), seed=5)
+    _run(p, n=120)
+    q = make_policy(name, DIM, PARAMS.get(name), seed=0)
+    q.restore(p.snapshot())
+    p.rng, q.rng = np.random.default_rng(77), np.random.default_rng(77)
+    xs = [x for x, _, _ in _stream(21, 16)]
+    weights = [0.0, 0.1, 0.5, 1.0] * 4
+    prices = [{"a": 0.1, "b": 0.05 * (i % 3), "c": 1.0} for i in range(16)]
+    alone = [p.select(x, EXPERTS, w, pr) for x, w, pr in zip(xs, weights, prices)]
+    together = q.select_many(xs, EXPERTS, weights, prices)
+    assert [c.expert for c in together] == [c.expert for c in alone]
+    for a, b in zip(alone, together):
+        assert b.probabilities == pytest.approx(a.probabilities, abs=1e-9)
+        assert [v for s in b.scores.values() for v in s] == pytest.approx([v for s in a.scores.values() for v in s], abs=1e-5)
+
+
 def test_unknown_hyperparameter_is_named(name):
     with pytest.raises(ValueError, match="unknown hyperparameters.*bogus"):
         make_policy(name, DIM, {**PARAMS.get(name, {}), "bogus": 1})
