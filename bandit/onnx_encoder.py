@@ -55,6 +55,62 @@ def _export(model, path: Path) -> None:
                           output_names=["hidden"], dynamic_axes=axes, opset_version=17, dynamo=False)
 
 
+class _Tokens:
+    """The model's tokenizer for the ONNX passes: a micro-batch tokenised in one call, then
+    padded per pass. With a fast (Rust) tokenizer, a copy of it set once to truncate and not
+    pad: its `encode_batch` needs no lock (its settings never change) and runs with the
+    GIL released, where the transformers wrapper holds the GIL about 0.3 ms per long
+    prompt, time that a router's event loop and the other passes wait for. Any other
+    tokenizer goes through the wrapper, one call at a time."""
+
+    def __init__(self, tokenizer):
+        self.wrapper = tokenizer
+        backend = getattr(tokenizer, "_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+        self.fast = None
+        if backend is not None:
+            from tokenizers import Tokenizer
+
+            try:
+                self.fast = Tokenizer.from_str(backend.to_str())
+                self.fast.no_padding()
+            except Exception as exc:        # a backend that cannot be copied (custom Python parts)
+                log.info("tokenizing through the transformers wrapper: %s", exc)
+                self.fast = None
+        self.pad_id = tokenizer.pad_token_id or 0
+        self.left = getattr(tokenizer, "padding_side", "right") == "left"
+        self._length = None
+        self._lock = threading.Lock()       # the wrapper, and the copy's truncation when the length changes
+
+    def encode(self, texts: list[str], max_length: int) -> list[dict[str, list[int]]]:
+        """Per text, unpadded: input_ids, attention_mask, token_type_ids."""
+        if self.fast is None:
+            with self._lock:                # a wrapper sets its padding per call: not for two threads at once
+                enc = self.wrapper(texts, padding=False, truncation=True, max_length=max_length)
+            return [{k: enc[k][i] for k in enc.keys()} for i in range(len(texts))]
+        if self._length != max_length:
+            with self._lock:
+                self.fast.enable_truncation(max_length=max_length)
+                self._length = max_length
+        return [{"input_ids": e.ids, "attention_mask": e.attention_mask, "token_type_ids": e.type_ids}
+                for e in self.fast.encode_batch(texts)]
+
+    def pad(self, rows: list[dict[str, list[int]]], names: list[str]) -> dict[str, np.ndarray]:
+        """One pass's inputs: every row padded to the longest, as the wrapper pads them."""
+        width = max(len(r["input_ids"]) for r in rows)
+        out = {}
+        for name in names:
+            fill = self.pad_id if name == "input_ids" else 0
+            a = np.full((len(rows), width), fill, dtype=np.int64)
+            for i, r in enumerate(rows):
+                v = r[name]
+                if self.left:
+                    a[i, width - len(v):] = v
+                else:
+                    a[i, :len(v)] = v
+            out[name] = a
+        return out
+
+
 class OnnxEncoder:
     """`encode(texts)` as SentenceTransformer.encode(normalize_embeddings=True) does it, on onnxruntime.
 
@@ -67,8 +123,7 @@ class OnnxEncoder:
         import onnxruntime as ort
 
         self.pooling = _pooling(model)
-        self.tokenizer, self.model = model.tokenizer, model
-        self._tokenizing = threading.Lock()
+        self.tokens, self.model = _Tokens(model.tokenizer), model
         folder = cache_dir() / "models" / re.sub(r"[^A-Za-z0-9_.-]", "_", name.strip("/"))
         folder.mkdir(parents=True, exist_ok=True)
         plain, int8 = folder / "model.onnx", folder / "model_int8.onnx"
@@ -106,12 +161,11 @@ class OnnxEncoder:
         # Longest first, as sentence-transformers does: a batch pads to its longest text, so
         # texts of like length together waste the least work. Rows go back in input order.
         order = np.argsort([-len(t) for t in texts], kind="stable")
+        rows = self.tokens.encode([texts[i] for i in order], self.max_seq_length)
         out = []
         for start in range(0, len(texts), batch_size):
-            with self._tokenizing:     # a fast tokenizer sets its padding per call: not for two threads at once
-                enc = self.tokenizer([texts[i] for i in order[start:start + batch_size]], padding=True,
-                                     truncation=True, max_length=self.max_seq_length, return_tensors="np")
-            hidden = (self.wide if wide else self.session).run(None, {n: enc[n].astype(np.int64) for n in self.inputs})[0]
+            enc = self.tokens.pad(rows[start:start + batch_size], list(dict.fromkeys([*self.inputs, "attention_mask"])))
+            hidden = (self.wide if wide else self.session).run(None, {n: enc[n] for n in self.inputs})[0]
             mask = enc["attention_mask"][..., None].astype(np.float32)
             if self.pooling == "mean":
                 v = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)

@@ -39,6 +39,36 @@ def test_a_shorter_sequence_truncates_long_queries_only(torch_vectors):
     assert cos[:2].min() > 0.9999 and cos[2] < 0.99           # only the long one was cut
 
 
+@pytest.mark.parametrize("length", [256, 16])
+def test_the_onnx_tokens_are_the_wrappers_tokens(embedder, length):
+    """The ONNX passes tokenise a micro-batch with a copy of the fast tokenizer (the GIL
+    released) and pad per pass: the same arrays as the transformers wrapper gives, and the
+    same through the wrapper itself for a tokenizer that is not fast."""
+    from bandit.onnx_encoder import _Tokens
+
+    tokenizer = embedder.model.tokenizer
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    want = tokenizer(TEXTS, padding=True, truncation=True, max_length=length, return_tensors="np")
+
+    class NotFast:                       # the wrapper's interface without its Rust backend
+        is_fast, pad_token_id, padding_side = False, tokenizer.pad_token_id, "right"
+
+        def __call__(self, *args, **kw):
+            return tokenizer(*args, **kw)
+
+    for tokens in (_Tokens(tokenizer), _Tokens(NotFast())):
+        got = tokens.pad(tokens.encode(TEXTS, length), names)
+        for n in names:
+            np.testing.assert_array_equal(got[n], want[n])
+    assert _Tokens(tokenizer).fast is not None and _Tokens(NotFast()).fast is None
+
+
+def test_onnx_truncates_where_torch_does():
+    """The length is set on the embedder after the ONNX encoder is built: the tokens follow it."""
+    torch16, onnx16 = Embedder(max_seq_length=16), Embedder(backend="onnx", max_seq_length=16)
+    assert (onnx16.encode(TEXTS) * torch16.encode(TEXTS)).sum(axis=1).min() > 0.9999
+
+
 @pytest.mark.parametrize("backend", ["tpu", "onnx-int4", "torch-int8"])
 def test_bad_backends_are_named(backend):
     with pytest.raises(ValueError, match=f"embedding backend '{backend}' is not one of"):
