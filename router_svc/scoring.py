@@ -7,15 +7,25 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from typing import NamedTuple
 
 import numpy as np
 
 from bandit.policies import Choice, Policy
 
 
+class _Ask(NamedTuple):
+    policy: Policy
+    x: np.ndarray
+    eligible: list[str]
+    cost_weight: float
+    prices: dict[str, float]
+    answer: asyncio.Future
+
+
 class BatchedSelect:
     def __init__(self):
-        self._pending: list[tuple] = []
+        self._pending: list[_Ask] = []
 
     async def select(self, policy: Policy, x: np.ndarray, eligible: list[str], cost_weight: float,
                      prices: dict[str, float]) -> Choice:
@@ -23,35 +33,35 @@ class BatchedSelect:
         loop = asyncio.get_running_loop()
         if not self._pending:                   # the first this turn: score after the others asked
             loop.call_soon(self._flush)
-        fut = loop.create_future()
-        self._pending.append((policy, x, eligible, cost_weight, prices, fut))
-        return await fut
+        ask = _Ask(policy, x, eligible, cost_weight, prices, loop.create_future())
+        self._pending.append(ask)
+        return await ask.answer
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        groups: dict[tuple, list[tuple]] = defaultdict(list)
-        for item in pending:                    # one batch per policy object and eligible set
-            groups[(id(item[0]), tuple(item[2]))].append(item)
-        for (_, eligible), items in groups.items():
-            policy = items[0][0]
+        groups: dict[tuple, list[_Ask]] = defaultdict(list)
+        for ask in pending:                     # one batch per policy object and eligible set
+            groups[(id(ask.policy), tuple(ask.eligible))].append(ask)
+        for asks in groups.values():
+            policy = asks[0].policy
             try:
-                choices = policy.select_many([i[1] for i in items], eligible, [i[3] for i in items],
-                                             [i[4] for i in items])
+                choices = policy.select_many([a.x for a in asks], asks[0].eligible, [a.cost_weight for a in asks],
+                                             [a.prices for a in asks])
             except Exception:                   # one bad request must not fail the others: one by one
-                for _, x, elig, w, prices, fut in items:
-                    _settle(fut, lambda: policy.select(x, elig, w, prices))
+                for a in asks:
+                    _settle(a.answer, policy.select, a.x, a.eligible, a.cost_weight, a.prices)
                 continue
-            for item, choice in zip(items, choices):
-                if not item[5].done():          # its caller may have been cancelled meanwhile
-                    item[5].set_result(choice)
+            for a, choice in zip(asks, choices):
+                if not a.answer.done():         # its caller may have been cancelled meanwhile
+                    a.answer.set_result(choice)
 
 
-def _settle(fut: asyncio.Future, call) -> None:
+def _settle(answer: asyncio.Future, select, *args) -> None:
     try:
-        result = call()
+        choice = select(*args)
     except Exception as exc:
-        if not fut.done():
-            fut.set_exception(exc)
+        if not answer.done():
+            answer.set_exception(exc)
         return
-    if not fut.done():
-        fut.set_result(result)
+    if not answer.done():
+        answer.set_result(choice)
