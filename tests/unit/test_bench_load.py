@@ -4,6 +4,7 @@ open loop keeps its rate whatever the latency."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 
@@ -29,14 +30,24 @@ class StandIn(router_pb2_grpc.RouterServicer):
         return router_pb2.RouteResponse(decision_id=str(uuid.uuid4()), expert="a")
 
 
-async def test_closed_and_open_loops_count_answers_refusals_and_losses(monkeypatch):
-    monkeypatch.setattr("bench.load.GRACE_S", 0.2)
+@contextlib.asynccontextmanager
+async def stand_in(connections: int):
+    """The stand-in router on a free port, and `connections` to it."""
     server = grpc.aio.server()
     router_pb2_grpc.add_RouterServicer_to_server(StandIn(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    conns = Connections(port, 2)
+    conns = Connections(port, connections)
     try:
+        yield conns
+    finally:
+        await conns.close()
+        await server.stop(0)
+
+
+async def test_closed_and_open_loops_count_answers_refusals_and_losses(monkeypatch):
+    monkeypatch.setattr("bench.load.GRACE_S", 0.2)
+    async with stand_in(2) as conns:
         run = await closed_loop("d", decide, conns, ["fast"] * 6 + ["slow"] * 2 + ["busy", "mute"], 4, 0.3)
         s = run.summary()
         assert (s["ok"], s["errors"], s["lost"]) == (8, {"RESOURCE_EXHAUSTED": 1}, 1)
@@ -45,20 +56,12 @@ async def test_closed_and_open_loops_count_answers_refusals_and_losses(monkeypat
         ran = await open_loop("r", conns, ["q"] * 10, rate=20, timeout_s=2)
         # 10 requests at 20/s are all sent within 0.5 s although each takes 0.5 s: open loop
         assert ran.summary()["ok"] == 10 and time.monotonic() - began < 1.6
-    finally:
-        await conns.close()
-        await server.stop(0)
 
 
 async def test_each_call_goes_to_the_connection_with_the_fewest_outstanding():
     """The two-router run's balancer: while a slow call holds one connection, the others
     take the calls that follow (a busier router gets fewer)."""
-    server = grpc.aio.server()
-    router_pb2_grpc.add_RouterServicer_to_server(StandIn(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    conns = Connections(port, 3)
-    try:
+    async with stand_in(3) as conns:
         slow = asyncio.create_task(conns.call("Decide", router_pb2.DecideRequest(query="slow"), 5))
         await asyncio.sleep(0)
         busy = conns.outstanding.index(1)
@@ -67,9 +70,6 @@ async def test_each_call_goes_to_the_connection_with_the_fewest_outstanding():
         await slow
         others = [c for i, c in enumerate(conns.calls) if i != busy]
         assert conns.calls[busy] == 1 and sum(others) == 6 and min(others) >= 2 and conns.outstanding == [0, 0, 0]
-    finally:
-        await conns.close()
-        await server.stop(0)
 
 
 def test_the_cpu_meter_tells_a_busy_process_from_an_idle_one():
