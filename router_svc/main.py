@@ -14,7 +14,7 @@ from .app import RouterApp
 def one_blas_thread() -> None:
     """numpy's OpenBLAS on one thread. The router scores on the event loop's thread, in
     small products (a few requests by 472 features), and BLAS threads left spinning
-    between them take cores from the embedder: under load on 2 cores, 229-247 Decides/s
+    between them take cores from the embedder: under load on 2 cores, 215-247 Decides/s
     against 165-190 with a BLAS thread per core."""
     from threadpoolctl import ThreadpoolController
 
