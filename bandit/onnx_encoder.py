@@ -152,6 +152,7 @@ class OnnxEncoder:
         self.session = session(threads)
         self.wide = session(wide_threads) if wide_threads and wide_threads != threads else self.session
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self._padded = list(dict.fromkeys([*self.inputs, "attention_mask"]))    # the mask pools too
 
     @property
     def max_seq_length(self) -> int:
@@ -164,7 +165,7 @@ class OnnxEncoder:
         rows = self.tokens.encode([texts[i] for i in order], self.max_seq_length)
         out = []
         for start in range(0, len(texts), batch_size):
-            enc = self.tokens.pad(rows[start:start + batch_size], list(dict.fromkeys([*self.inputs, "attention_mask"])))
+            enc = self.tokens.pad(rows[start:start + batch_size], self._padded)
             hidden = (self.wide if wide else self.session).run(None, {n: enc[n] for n in self.inputs})[0]
             mask = enc["attention_mask"][..., None].astype(np.float32)
             if self.pooling == "mean":

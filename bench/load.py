@@ -73,8 +73,8 @@ class Queries:
 def bare_embedding(backend: str, queries: Queries, reference: np.ndarray | None, ref_texts: list[str],
                    n_single: int, n_batched: int) -> dict:
     """`backend`: torch, onnx or onnx-int8, with /N for N texts per forward pass (default the
-    backend's own: 8 on torch, the whole micro-batch on CUDA, 1 on ONNX) and, for ONNX, @P for P micro-batches at once
-    (default: one per core)."""
+    backend's own: 8 on torch, the whole micro-batch on CUDA, 1 on ONNX) and, for ONNX, @P
+    for P micro-batches at once (default: one per core)."""
     backend_passes, _, parallel = backend.partition("@")
     spec, _, passes = backend_passes.partition("/")
     try:
@@ -217,7 +217,7 @@ async def through_router(args, stack: LocalStack, workdir: Path, queries: Querie
     services = [ServiceProcess("feedback.main", env, logs / "feedback.log", name="feedback"),
                 ServiceProcess("workers.main", env, logs / "worker.log", name="worker"),
                 ServiceProcess("router_svc.main", env, logs / "router1.log", name="router1")]
-    second = ServiceProcess("router_svc.main", env, logs / "router2.log", name="router2")
+    second: ServiceProcess | None = None            # the scaling run's second router
     timeout_s, n, k = args.timeout_ms / 1000, args.requests, args.in_flight
     try:
         for p in services:
@@ -250,7 +250,7 @@ async def through_router(args, stack: LocalStack, workdir: Path, queries: Querie
         report["split"] = {name: await where_time_goes(stack.kafka_bootstrap, runs[name])
                            for name in ("decide_serial", "route_serial", "route_loaded")}
         await conns.close()
-        # One router, then two on the same port: many connections, so the kernel spreads them.
+        # One router on every core, over many connections.
         print("  scaling: 1 router, then 2 on one port", flush=True)
         conns = Connections(port, SCALING_CONNECTIONS)
         meter = CpuMeter(pids)
@@ -283,7 +283,8 @@ async def through_router(args, stack: LocalStack, workdir: Path, queries: Querie
         report["lost"] = sum(r.lost for r in (*runs.values(), one, two))
         report["router_backend"] = args.router_backend
     finally:
-        second.stop()
+        if second is not None:
+            second.stop()
         for p in reversed(services):
             p.stop()
 
