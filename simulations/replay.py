@@ -31,10 +31,12 @@ from .streams import Run, Stream, streams
 from .warmstart import labelled_rows
 
 DEFAULT_POLICIES = "grouped_ts,pooled_linucb,linucb,lints,vw,epsilon_greedy"
-# Fine where the frontier bends (0.1 to 1: the middle experts' costs), and far enough up
-# that a policy that knows prices ends on exactly the cheapest expert even for queries
-# whose short answers cost a few thousandths of a premium call: every budget is covered.
-SWEEP = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.5, 0.7, 1.0, 2.0, 5.0, 20.0, 100.0, 1000.0)
+# Fine where the frontier bends (0.1 to 1: the middle experts' costs), then about 2.5x apart
+# up to where the cheap experts' small price gaps decide, and extended per data set
+# (`reaching_cheapest`) until cost outweighs quality even between the two cheapest experts:
+# every budget is covered.
+SWEEP = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.5, 0.7, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0,
+         100.0, 200.0, 500.0, 1000.0)
 SUPERVISED = ("knn", "threshold")   # trained with full information on the train split
 
 
@@ -49,6 +51,23 @@ def parse_drift(spec: str, experts: list[str]) -> tuple[int, float, float]:
     if name not in experts or not 0.0 <= frac <= 1.0:
         raise SystemExit(f"--drift {spec!r}: expert must be one of {experts}, fraction in [0, 1]")
     return experts.index(name), delta, frac
+
+
+def reaching_cheapest(sweep: tuple[float, ...], cost: np.ndarray, share: float = 0.05) -> tuple[float, ...]:
+    """`sweep` with decades added above its top until, on all but `share` of the queries,
+    a unit of quality is worth less than the gap between the query's cheapest expert and
+    the next cheapest (`cost`: per query and expert, in premium units). With prices 225x
+    apart (a 7B model at $0.2 per million tokens beside a premium one at $45) and short
+    queries, a weight of 1000 still traded the cheapest expert for one a quarter dearer."""
+    c = np.sort(cost, axis=1)
+    dearer = np.where(c > c[:, :1] * (1 + 1e-9) + 1e-15, c, np.inf).min(axis=1) - c[:, 0]
+    gaps = dearer[np.isfinite(dearer)]
+    out = list(sweep)
+    if len(gaps):
+        needed = 1.0 / max(float(np.quantile(gaps, share)), 1e-12)
+        while out[-1] < min(needed, 1e9):
+            out.append(out[-1] * 10.0)
+    return tuple(out)
 
 
 class Baselines:
@@ -136,7 +155,7 @@ def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[
     base = Baselines(ds, emb, runs_of[0], hints)
     premium_q = float(np.mean([st.quality[:, st.premium].mean() for st in runs_of]))
     premium_c = float(runs_of[0].cost[:, runs_of[0].premium].mean() * runs_of[0].scale)
-    grid = sorted(set(sweep) | {weight})
+    grid = sorted(set(reaching_cheapest(tuple(sorted(sweep)), runs_of[0].cost)) | {weight})
     t0 = time.monotonic()
     work = Jobs(runs_of, delay, params)
     if warm_start:

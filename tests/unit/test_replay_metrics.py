@@ -1,6 +1,7 @@
 """Frontier metrics: the hull, AIQ, parity and quality at a premium share."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from simulations import metrics
@@ -75,3 +76,22 @@ def test_the_single_expert_checks_carry_the_hint_oracle_when_there_is_one():
     assert checks["single_experts"]["x"]["hint_oracle"] == pytest.approx(0.9)
     assert checks["single_experts"]["x"]["ok"] and checks["single_experts"]["x"]["by"] == "p"
     assert metrics.frontier_checks({"always:x": entry, "p": bandit})["single_experts"]["x"]["hint_oracle"] is None
+
+
+def test_the_sweep_reaches_up_to_where_the_two_cheapest_experts_part():
+    """Cost weights are added by decades until cost outweighs a unit of quality between
+    each query's cheapest expert and the next cheapest, on all but 5% of the queries: with
+    prices far apart and short queries, the fixed sweep's top never reached the cheapest."""
+    from simulations.replay import SWEEP, reaching_cheapest
+
+    rng = np.random.default_rng(0)
+    length = rng.uniform(0.05, 2.0, size=(1000, 1))                  # how long each query runs
+    near = length * np.array([[0.0045, 0.0056, 1.0]])                # two cheap experts 25% apart, a premium
+    extended = reaching_cheapest(SWEEP, near)
+    assert extended[:len(SWEEP)] == SWEEP and extended[len(SWEEP):] == (1e4,)
+    assert extended[-1] * np.quantile(length[:, 0] * 0.0011, 0.05) >= 1.0
+    wide = length * np.array([[0.11, 0.22, 1.0]])                    # a cheapest at half the next's price
+    assert reaching_cheapest(SWEEP, wide) == SWEEP
+    assert reaching_cheapest(SWEEP, np.ones((10, 3))) == SWEEP          # every expert costs the same
+    free = np.hstack([np.zeros((10, 1)), np.full((10, 1), 1e-12)])    # a free expert beside a near-free one
+    assert reaching_cheapest(SWEEP, free)[-1] == 1e9
