@@ -54,18 +54,18 @@ def parse_drift(spec: str, experts: list[str]) -> tuple[int, float, float]:
 
 
 def reaching_cheapest(sweep: tuple[float, ...], cost: np.ndarray, share: float = 0.05) -> tuple[float, ...]:
-    """`sweep` with decades added above its top until, on all but `share` of the queries,
-    a unit of quality is worth less than the gap between the query's cheapest expert and
-    the next cheapest (`cost`: per query and expert, in premium units). With prices 225x
-    apart (a 7B model at $0.2 per million tokens beside a premium one at $45) and short
-    queries, a weight of 1000 still traded the cheapest expert for one a quarter dearer."""
+    """`sweep`, sorted, with decades added above its top until, on all but `share` of the
+    queries, a unit of quality is worth less than the gap between the query's cheapest
+    expert and the next cheapest (`cost`: per query and expert, in premium units). With
+    llmrouter_9models' experts re-priced 225x apart, as real APIs are, and short queries,
+    a weight of 1000 still traded the cheapest expert for one a quarter dearer."""
     c = np.sort(cost, axis=1)
     dearer = np.where(c > c[:, :1] * (1 + 1e-9) + 1e-15, c, np.inf).min(axis=1) - c[:, 0]
     gaps = dearer[np.isfinite(dearer)]
-    out = list(sweep)
-    if len(gaps):
-        needed = 1.0 / max(float(np.quantile(gaps, share)), 1e-12)
-        while out[-1] < min(needed, 1e9):
+    out = sorted(sweep)
+    if len(gaps) and out and out[-1] > 0:
+        needed = min(1.0 / max(float(np.quantile(gaps, share)), 1e-12), 1e9)
+        while out[-1] < needed:
             out.append(out[-1] * 10.0)
     return tuple(out)
 
@@ -155,7 +155,7 @@ def evaluate(ds: RoutingDataset, x: np.ndarray, emb: np.ndarray, policies: list[
     base = Baselines(ds, emb, runs_of[0], hints)
     premium_q = float(np.mean([st.quality[:, st.premium].mean() for st in runs_of]))
     premium_c = float(runs_of[0].cost[:, runs_of[0].premium].mean() * runs_of[0].scale)
-    grid = sorted(set(reaching_cheapest(tuple(sorted(sweep)), runs_of[0].cost)) | {weight})
+    grid = sorted(set(reaching_cheapest(sweep, runs_of[0].cost)) | {weight})
     t0 = time.monotonic()
     work = Jobs(runs_of, delay, params)
     if warm_start:

@@ -1,4 +1,4 @@
-"""Frontier metrics: the hull, AIQ, parity and quality at a premium share."""
+"""Frontier metrics: the hull, AIQ, parity and quality at a premium share; the sweep's reach."""
 from __future__ import annotations
 
 import numpy as np
@@ -95,3 +95,4 @@ def test_the_sweep_reaches_up_to_where_the_two_cheapest_experts_part():
     assert reaching_cheapest(SWEEP, np.ones((10, 3))) == SWEEP          # every expert costs the same
     free = np.hstack([np.zeros((10, 1)), np.full((10, 1), 1e-12)])    # a free expert beside a near-free one
     assert reaching_cheapest(SWEEP, free)[-1] == 1e9
+    assert reaching_cheapest((0.0,), near) == (0.0,) and reaching_cheapest((), near) == ()
