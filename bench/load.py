@@ -230,6 +230,10 @@ async def through_router(args, stack: LocalStack, workdir: Path, queries: Querie
         cores = report["cores"] = {}
         conns = Connections(port, 1)
         await closed_loop("warm-up", decide, conns, queries.take(32), 8, timeout_s)
+        # Steady state is what is measured: Route traffic first through every part (the
+        # broker's JIT, the topics' first writes, the workers' and the reply consumers' first fetches).
+        print(f"  warm-up: {args.warm_up} Route requests, {k} in flight", flush=True)
+        await closed_loop("warm-up", route, conns, queries.take(args.warm_up), k, timeout_s)
         runs = {}
         for name, make, count, width in (("decide_serial", decide, 60, 1), ("decide_loaded", decide, n, k),
                                           ("route_serial", route, 40, 1), ("route_loaded", route, n, k)):
@@ -282,6 +286,7 @@ async def through_router(args, stack: LocalStack, workdir: Path, queries: Querie
                              "two_over_one": two.summary()["throughput_qps"] / max(one.summary()["throughput_qps"], 1e-9)}
         report["lost"] = sum(r.lost for r in (*runs.values(), one, two))
         report["router_backend"] = args.router_backend
+        report["warm_up_requests"] = args.warm_up
     finally:
         if second is not None:
             second.stop()
@@ -326,6 +331,7 @@ def main(argv=None) -> None:
     p.add_argument("--in-flight", type=int, default=32, help="requests in flight in the closed loops")
     p.add_argument("--requests", type=int, default=320, help="requests per closed-loop run")
     p.add_argument("--rate", type=float, help="open-loop Route rate (default: 70%% of the closed loop's)")
+    p.add_argument("--warm-up", type=int, default=320, help="Route requests through the stack before anything is measured")
     p.add_argument("--open-s", type=float, default=15.0, help="seconds of open-loop traffic")
     p.add_argument("--timeout-ms", type=int, default=10_000, help="each request's deadline")
     p.add_argument("--backends", default="torch,torch/32,onnx,onnx-int8/8,onnx-int8",
