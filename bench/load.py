@@ -4,7 +4,8 @@ In one run on this machine, side by side:
 - the embedding model alone, in this process, for each backend of --backends (torch,
   onnx, onnx-int8; /N sets the texts per forward pass: torch/32 is one pass per 32 texts
   and onnx-int8/8 passes of 8, the ways before; @P sets the micro-batches at once, @1 one
-  at a time over every core): batch 1 (p50: the floor of a serial decision) and
+  at a time over every core): batch 1 (p50, on the prompts the serial Decides send
+  later: the floor of a serial decision) and
   micro-batches of 32, as many at once as a router runs them (throughput: the floor of a
   loaded router), each backend's vectors compared with torch float32's (cosine);
 - through a router of the local stack (started here, with a replay worker): Decide and
@@ -71,7 +72,7 @@ class Queries:
 
 # -- the embedding model alone ------------------------------------------------------
 def bare_embedding(backend: str, queries: Queries, reference: np.ndarray | None, ref_texts: list[str],
-                   n_single: int, n_batched: int) -> dict:
+                   single_texts: list[str], n_batched: int) -> dict:
     """`backend`: torch, onnx or onnx-int8, with /N for N texts per forward pass (default the
     backend's own: 8 on torch, the whole micro-batch on CUDA, 1 on ONNX) and, for ONNX, @P
     for P micro-batches at once (default: one per core)."""
@@ -83,7 +84,7 @@ def bare_embedding(backend: str, queries: Queries, reference: np.ndarray | None,
         return {"backend": backend, "unavailable": f"{type(exc).__name__}: {exc}"[:300]}
     emb.encode(["warm up"] * 32)
     single = []
-    for text in queries.take(n_single):
+    for text in single_texts:
         t = time.perf_counter()
         emb.encode([text])
         single.append(time.perf_counter() - t)
@@ -208,7 +209,9 @@ def plot(sweep: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-async def through_router(args, stack: LocalStack, workdir: Path, queries: Queries, report: dict) -> None:
+async def through_router(args, stack: LocalStack, workdir: Path, queries: Queries, serial: list[str],
+                         report: dict) -> None:
+    """`serial`: the serial Decides' prompts, the ones the bare batch-1 floor was measured on."""
     data = RoutingDataset.load_or_exit(args.data)
     catalog = replay_catalog(workdir / "experts.toml", args.data.resolve(), data)
     port = free_port()
@@ -239,7 +242,8 @@ async def through_router(args, stack: LocalStack, workdir: Path, queries: Querie
                                           ("route_serial", route, 40, 1), ("route_loaded", route, n, k)):
             print(f"  {name}: {count} requests, {width} in flight", flush=True)
             meter = CpuMeter(pids)
-            runs[name] = await closed_loop(name, make, conns, queries.take(count), width, timeout_s)
+            texts = serial if name == "decide_serial" else queries.take(count)
+            runs[name] = await closed_loop(name, make, conns, texts, width, timeout_s)
             if width > 1:
                 cores[name] = meter.used()
         rate = args.rate or 0.7 * runs["route_loaded"].summary()["throughput_qps"]
@@ -354,10 +358,14 @@ def main(argv=None) -> None:
     queries = Queries(RoutingDataset.load_or_exit(args.data), args.seed)
     report: dict = {"embedding_backends": {}}
     ref_texts = queries.take(64)
+    # Batch 1 is timed on the very prompts the serial Decides send (a median over other
+    # prompts is another sample of lengths: 60 of the bundled prompts, 3.4-3.6 ms on one
+    # sample and 4.3-4.6 on the next, int8).
+    serial = queries.take(60)
     reference = None
     for backend in backends:
         print(f"embedding alone: {backend}", flush=True)
-        b = bare_embedding(backend, queries, reference, ref_texts, 60, 640)
+        b = bare_embedding(backend, queries, reference, ref_texts, serial, 640)
         vectors = b.pop("_vectors", None)
         if backend == "torch":
             reference = vectors
@@ -371,7 +379,7 @@ def main(argv=None) -> None:
         workdir = args.dir or Path(tmp)
         print("through the router (starting the stack)", flush=True)
         with LocalStack(workdir / "stack", kafka_bootstrap="", redis_url="") as stack:
-            asyncio.run(through_router(args, stack, workdir, queries, report))
+            asyncio.run(through_router(args, stack, workdir, queries, serial, report))
     runs = report["runs"]
     report["decide_p50_over_bare"] = runs["decide_serial"]["p50_ms"] / bare["batch1_p50_ms"]
     report["decide_throughput_over_batched"] = runs["decide_loaded"]["throughput_qps"] / bare["batch32_qps"]

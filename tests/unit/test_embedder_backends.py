@@ -111,7 +111,7 @@ async def test_parallel_onnx_passes_give_each_request_its_own_vector(torch_vecto
 
 
 async def test_a_lone_pass_gets_every_core_and_overlapping_passes_share_them(torch_vectors):
-    """Serial traffic runs on the session with every core's threads (its latency), passes that
+    """Serial traffic may use the session with every core's threads (its latency), passes that
     overlap run on one share each; both give the same vectors."""
     emb = Embedder(backend="onnx", batch_size=2, parallel=2)
     assert emb.onnx.wide is not emb.onnx.session
@@ -134,6 +134,30 @@ async def test_a_lone_pass_gets_every_core_and_overlapping_passes_share_them(tor
         assert False in runs and len(runs) >= 2               # the load overlapped passes
     finally:
         await emb.stop()
+
+
+def test_only_a_long_lone_pass_is_split_over_the_cores():
+    """A lone pass runs on every core's threads only from WIDE_FROM_TOKENS tokens on: a short
+    one is faster on one thread (each operator's hand-off costs more than the split saves)."""
+    emb = Embedder(backend="onnx", batch_size=2, parallel=2)
+    used = []
+
+    class Spy:
+        def __init__(self, name, session):
+            self.name, self.session = name, session
+
+        def run(self, *args, **kw):
+            used.append(self.name)
+            return self.session.run(*args, **kw)
+
+    narrow_session, wide_session = emb.onnx.session, emb.onnx.wide
+    emb.onnx.session, emb.onnx.wide = Spy("narrow", narrow_session), Spy("wide", wide_session)
+    long = " ".join(f"word{i}" for i in range(400))           # past the cut at max_seq_length
+    lone_short, lone_long = emb.onnx.encode([TEXTS[0]], wide=True), emb.onnx.encode([long], wide=True)
+    beside_long = emb.onnx.encode([long])
+    assert used == ["narrow", "wide", "narrow"]
+    assert emb.onnx.max_seq_length >= emb.onnx.WIDE_FROM_TOKENS
+    assert np.abs(lone_long - beside_long).max() < 1e-5 and lone_short.shape == (1, emb.dim)
 
 
 async def test_a_burst_is_split_over_the_idle_passes():
