@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from bandit.embedder import Embedder, usable_cores
+from bandit.embedder import usable_cores
 from common.dataset import BUNDLED, RoutingDataset
 from common.logs import setup_logging
 from common.settings import InfraSettings
@@ -53,53 +52,10 @@ from stack.procs import free_port
 
 from .calls import Tally, paced, timed
 from .cpu import CpuMeter
+from .floor import Queries, bare_embedding
 
 GRACE_S = 10.0
 SCALING_CONNECTIONS = 64     # the kernel spreads connections, not calls: many, so the routers' shares even out
-
-
-class Queries:
-    """Distinct prompts, each handed out once."""
-
-    def __init__(self, data: RoutingDataset, seed: int):
-        self.prompts = list(dict.fromkeys(r.prompt for r in data.rows if r.prompt.strip()))
-        random.Random(seed).shuffle(self.prompts)
-
-    def take(self, n: int) -> list[str]:
-        if n > len(self.prompts):
-            raise SystemExit(f"the data set has too few distinct prompts left ({len(self.prompts)} < {n})")
-        out, self.prompts = self.prompts[:n], self.prompts[n:]
-        return out
-
-
-# -- the embedding model alone ------------------------------------------------------
-def bare_embedding(backend: str, queries: Queries, reference: np.ndarray | None, ref_texts: list[str],
-                   single_texts: list[str], n_batched: int) -> dict:
-    """`backend`: torch, onnx or onnx-int8, with /N for N texts per forward pass (default the
-    backend's own: 8 on torch, the whole micro-batch on CUDA, 1 on ONNX) and, for ONNX, @P
-    for P micro-batches at once (default: one per core)."""
-    backend_passes, _, parallel = backend.partition("@")
-    spec, _, passes = backend_passes.partition("/")
-    try:
-        emb = Embedder(backend=spec, batch_size=32, forward_batch=int(passes or 0), parallel=int(parallel or 0))
-    except Exception as exc:      # a backend whose packages are missing is reported, not fatal
-        return {"backend": backend, "unavailable": f"{type(exc).__name__}: {exc}"[:300]}
-    emb.encode(["warm up"] * 32)
-    single = []
-    for text in single_texts:
-        t = time.perf_counter()
-        emb.encode([text])
-        single.append(time.perf_counter() - t)
-    texts = queries.take(n_batched)
-    t, cpu = time.perf_counter(), time.process_time()
-    emb.encode_batches([texts[i:i + 32] for i in range(0, len(texts), 32)])   # as a loaded router gets them
-    batched_qps = len(texts) / (time.perf_counter() - t)
-    cpu_ms = (time.process_time() - cpu) / len(texts) * 1000
-    vectors = emb.encode(ref_texts)
-    cos = (vectors * reference).sum(axis=1) if reference is not None else np.ones(len(ref_texts))
-    return {"backend": backend, "version": emb.version, "batch1_p50_ms": float(np.median(single) * 1000),
-            "batch32_qps": batched_qps, "batch32_cpu_ms": cpu_ms, "cosine_to_torch_min": float(cos.min()),
-            "cosine_to_torch_mean": float(cos.mean()), "_vectors": vectors}
 
 
 # -- calls through the router --------------------------------------------------------
