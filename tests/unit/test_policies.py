@@ -328,6 +328,28 @@ def test_grouped_learns_each_hinted_kind_apart():
     assert fresh.scores["c"].estimated_quality < min(fresh.scores[e].estimated_quality for e in "ab")
 
 
+def test_grouped_learns_how_hard_to_pull_a_kind_toward_each_experts_record():
+    """Where the experts rank the same in every kind, a kind's estimate leans on the experts'
+    overall record (a new kind is barely explored); where each kind has its own best
+    expert, the pull stays at `prior` and a new kind is explored afresh."""
+    from bandit.context import context_dim
+
+    rng = np.random.default_rng(3)
+    spread = {}
+    for differ in (False, True):
+        p = make_policy("grouped_ts", context_dim(8), {}, seed=0)
+        for t in range(600):
+            kind = t % 4
+            x = _hinted(8, f"k{kind}", rng)
+            for i, e in enumerate(EXPERTS):
+                chance = (0.9 if i == kind % 3 else 0.1) if differ else (0.8, 0.5, 0.2)[i]
+                p.update(e, x, float(rng.random() < chance))
+        pull = p._group_prior()
+        assert (pull < 3.0) if differ else (pull > 30.0), (differ, pull)
+        spread[differ] = p.select(_hinted(8, "new", rng), EXPERTS).scores["a"].exploration_bonus
+    assert spread[True] > 3 * spread[False], spread
+
+
 def test_grouped_clusters_queries_without_hints_once_it_has_seen_enough():
     """Before `init` contexts the policy routes on each expert's overall record; then it
     fits its centroids and files every remembered reward under its cluster."""
@@ -389,6 +411,7 @@ def test_grouped_prices_an_expert_it_has_not_called_at_the_groups_level():
     ({"floor": 0.5}, "floor in"),
     ({"clusters": 8, "init": 4}, "init >= clusters"),
     ({"epsilon": 2.0}, "epsilon must be in"),
+    ({"prior": 4.0, "prior_max": 3.0}, "prior_max must be >= prior"),
 ])
 def test_grouped_rejects_bad_hyperparameters(params, message):
     with pytest.raises(ValueError, match=message):

@@ -121,3 +121,33 @@ def test_grouped_beats_the_previous_default_when_requests_carry_hints(seed):
     old = hinted_kinds_regret("pooled_linucb", POLICY_PARAMS["pooled_linucb"], seed)
     assert new < 0.4 * old, (new, old)                     # measured: 94-170 against 660-846
     assert new < 0.2 * hinted_kinds_regret("random", {}, seed)
+
+
+def ranked_kinds_regret(params: dict, seed: int, d: int = 16, k: int = 6, kinds: int = 20, t: int = 3000) -> float:
+    """Traffic in many kinds (hints) where the experts rank the same in every kind (within
+    0.02): what a kind teaches about an expert holds in the others. Reward = quality."""
+    from bandit.context import build_context, context_dim
+
+    env = np.random.default_rng(900 + seed)
+    skill = np.clip(env.uniform(0.35, 0.75, k)[:, None] + env.uniform(-0.02, 0.02, (k, kinds)), 0, 1)
+    centres = env.standard_normal((kinds, d)) * 0.3
+    experts = [f"e{i}" for i in range(k)]
+    policy = make_policy("grouped_ts", context_dim(d), params, seed=seed)
+    regret = 0.0
+    for _ in range(t):
+        kind = env.integers(kinds)
+        x = build_context(centres[kind] + env.standard_normal(d), "q", "text", {"task": f"k{kind}"})
+        i = experts.index(policy.select(x, experts).expert)
+        policy.update(experts[i], x, float(env.random() < skill[i, kind]))
+        regret += skill[:, kind].max() - skill[i, kind]
+    return regret
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grouped_learned_pull_beats_a_fixed_one_when_kinds_share_their_ranking(seed):
+    """grouped_ts's default (the pull toward each expert's overall record learned from the
+    kinds' spread) against the default before it (a fixed pull of `prior` 2 pseudo-rewards,
+    which explores every kind afresh). Measured: 3-28 against 124-172 over six seeds."""
+    new = ranked_kinds_regret({}, seed)
+    old = ranked_kinds_regret({"learn_prior": False}, seed)
+    assert new < 0.4 * old, (new, old)
