@@ -29,7 +29,9 @@ from .warmstart import pretrain
 # Its learned pull (learn_prior) chosen on llmrouter_9models without hints (cost weight 0, 60
 # seeds, paired: +0.0048 +- 0.0014 against a fixed prior 2; per-expert pulls +0.0031) and
 # confirmed on messplus_energy (30 seeds: AIQ +0.0025, the premium's and the 8B's points +0.005
-# and +0.003), with and without --hints task.
+# and +0.003), with and without --hints task. Its 8 partitions (bagged clusterings) chosen on
+# llmrouter_9models without hints (10 seeds, against 1: AIQ 0.5952 -> 0.5994, the premium's
+# point 0.6138 -> 0.6188) and confirmed on messplus_energy (see the README's replay section).
 POLICY_PARAMS = {"grouped_ts": {},
                  "pooled_linucb": {"rank": 8, "alpha": 0.3, "epsilon": 0.02},
                  "linucb": {"alpha": 0.2, "epsilon": 0.02},

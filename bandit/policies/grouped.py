@@ -10,6 +10,10 @@ rewards per cell when each cell is shrunk toward what the expert does everywhere
   the context's hint slots), else the nearest of `clusters` centroids learned from the
   contexts themselves (k-means++ on the first `init` contexts learned, then sequential
   k-means; no labels needed; a warm start fits them on all its labelled queries).
+  Without hints there are `partitions` such clusterings, seeded apart, each with its own
+  table, all learning every reward; a query's estimate is their average (bagging, as a
+  random forest averages trees): one partition's boundaries fall where they happen to,
+  the average is smoother than any one of them and costs no extra exploration.
 - Quality: per group and expert, the mean reward shrunk toward the expert's mean over every
   group, itself shrunk toward the mean of all experts (`prior` pseudo-rewards): a Gaussian
   posterior whose spread `v` scales. How hard a group is pulled is learned (empirical
@@ -51,6 +55,7 @@ class GroupedParams(PolicyParams):
     epsilon: float = 0.0          # floor for off-policy evaluation, spread over experts no dearer than the likeliest pick
     learn_prior: bool = True      # learn the pull toward an expert's overall record from the groups' spread
     prior_max: float = 100.0      # the most pseudo-rewards a learned pull counts (groups that never differ)
+    partitions: int = 8           # clusterings averaged for queries without hints (1: one table)
 
     def validate(self) -> None:
         self.require_unit("epsilon")
@@ -58,8 +63,8 @@ class GroupedParams(PolicyParams):
             raise ValueError("v and prior must be > 0, price_prior >= 0, floor in (0, 0.25]")
         if self.prior_max < self.prior:
             raise ValueError("prior_max must be >= prior")
-        if self.clusters < 1 or self.init < self.clusters or self.memory < 1 or self.samples < 1:
-            raise ValueError("clusters, memory and samples must be >= 1 and init >= clusters")
+        if min(self.clusters, self.memory, self.samples, self.partitions) < 1 or self.init < self.clusters:
+            raise ValueError("clusters, memory, samples and partitions must be >= 1 and init >= clusters")
 
 
 @register
@@ -75,11 +80,12 @@ class GroupedTS(Policy):
         # per group (rows; row 0 counts every reward) and expert (columns): rewards, their
         # summed quality, summed squared quality (the noise within a group) and summed cost
         self.n, self.sq, self.ssq, self.sc = (np.zeros((1, 0)) for _ in range(4))
-        self.centroids = np.zeros((0, dim))
-        self.weight = np.zeros(0)                   # contexts each centroid has absorbed
+        self.centroids = np.zeros((0, 0, dim))      # partitions x clusters x features
+        self.weight = np.zeros((0, 0))              # contexts each centroid has absorbed
         self.pending: list[tuple[np.ndarray, int, float, float]] = []   # learned before the first fit
         self._distinct = 0                          # queries among them (a warm start gives each to every expert)
         self._fixed = False                         # True while a warm start learns the queries the centroids came from
+        self._pull: float | None = None             # the learned pull, until the next reward
 
     # -- groups ------------------------------------------------------------------
     def _features(self, x: np.ndarray) -> np.ndarray:
@@ -90,40 +96,37 @@ class GroupedTS(Policy):
         x[self.hints] = 0.0
         return x
 
-    def _group(self, x: np.ndarray) -> str | None:
-        """The group's key, or None while no centroids are fitted and the query has no hints."""
+    def _groups_of(self, x: np.ndarray) -> list[str] | None:
+        """The query's group keys: its hints' one, or its cluster in every partition; None
+        while no centroids are fitted and the query has no hints."""
         if self.hints is not None:
             on = np.flatnonzero(x[self.hints])
             if len(on):
-                return "h" + ",".join(map(str, on))
-        if not len(self.centroids):
+                return ["h" + ",".join(map(str, on))]
+        if not self.centroids.size:
             return None
-        return f"c{int(_nearest(self._features(x)[None], self.centroids)[0])}"
+        return [f"c{j}.{i}" for j, i in enumerate(self._nearest_clusters(self._features(x)))]
+
+    def _nearest_clusters(self, f: np.ndarray) -> np.ndarray:
+        """In each partition, the index of the centroid nearest to features `f`."""
+        c = self.centroids
+        return ((c ** 2).sum(axis=2) - 2.0 * c @ f).argmin(axis=1)
 
     def _fit_centroids(self) -> None:
         """Centroids from the contexts learned so far; their rewards then count in their clusters."""
         self._set_centroids(np.array([self._features(x) for x, *_ in self.pending]))
         pending, self.pending = self.pending, []
         for x, k_expert, quality, cost in pending:       # only queries without hints wait here
-            self._add(self._row(self._group(x)), k_expert, quality, cost)
+            for key in self._groups_of(x):
+                self._add(self._row(key), k_expert, quality, cost)
 
     def _set_centroids(self, xs: np.ndarray) -> None:
-        """k-means++ seeding and a few Lloyd steps on the distinct contexts `xs`."""
+        """Every partition: k-means++ seeding (its own draws) and a few Lloyd steps on the
+        distinct contexts `xs`."""
         xs = np.unique(xs, axis=0)          # a warm start learns each labelled query once per expert
-        k = min(self.params.clusters, len(xs))
-        chosen = [int(self.rng.integers(len(xs)))]
-        d = ((xs - xs[chosen[0]]) ** 2).sum(axis=1)
-        for _ in range(k - 1):
-            chosen.append(int(self.rng.choice(len(xs), p=d / d.sum())) if d.sum() > 0 else int(self.rng.integers(len(xs))))
-            d = np.minimum(d, ((xs - xs[chosen[-1]]) ** 2).sum(axis=1))
-        centroids = xs[chosen].copy()
-        for _ in range(10):
-            label = _nearest(xs, centroids)
-            for j in range(k):
-                if (label == j).any():
-                    centroids[j] = xs[label == j].mean(axis=0)
-        self.centroids = centroids
-        self.weight = np.bincount(label, minlength=k).astype(float)
+        fits = [_kmeans(xs, min(self.params.clusters, len(xs)), self.rng) for _ in range(self.params.partitions)]
+        self.centroids = np.stack([c for c, _ in fits])
+        self.weight = np.stack([w for _, w in fits])
 
     def pretrain(self, contexts, quality, cost, experts) -> None:
         """Warm start: the centroids are fitted on every labelled query without hints at once
@@ -132,8 +135,8 @@ class GroupedTS(Policy):
         parity on the test split at 15-18% premium calls, against 36% with centroids from
         the first `init` queries moved through the warm start."""
         fitted = False
-        if not len(self.centroids) and not self.pending:
-            free = [self._features(x) for x in contexts if self._group(x) is None]
+        if not self.centroids.size and not self.pending:
+            free = [self._features(x) for x in contexts if self._groups_of(x) is None]
             if len(free) >= self.params.init:
                 self._set_centroids(np.array(free))
                 fitted = True
@@ -145,62 +148,59 @@ class GroupedTS(Policy):
 
     # -- routing -----------------------------------------------------------------
     def _estimates(self, context, eligible, prices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per eligible expert: posterior mean quality, its standard deviation, expected cost."""
+        """Per eligible expert: posterior mean quality, its standard deviation, expected cost,
+        each the average over the query's groups (one per partition, or its hints' one)."""
         p = self.params
-        key = self._group(context)
-        g = self.groups.get(key) if key is not None else None
-        n0, sq0, sc0 = self.n[0], self.sq[0], self.sc[0]
-        overall = sq0.sum() / n0.sum() if n0.sum() > 0 else 0.5
+        keys = self._groups_of(context) or []
+        rows = [self.groups.get(key, -1) for key in keys] or [-1]     # -1: a group with no rewards yet
+        overall = self.sq[0].sum() / self.n[0].sum() if self.n[0].sum() > 0 else 0.5
         ks = [self.experts.index(e) if e in self.experts else -1 for e in eligible]
-        level = self._price_level(g, ks, prices)
-        pull = self._group_prior()
-        q, sd, c = (np.zeros(len(eligible)) for _ in range(3))
-        for i, k in enumerate(ks):
-            seen = k >= 0
-            mean = (p.prior * overall + (sq0[k] if seen else 0.0)) / (p.prior + (n0[k] if seen else 0.0))
-            cost = prices[i] * level if prices[i] > 0 else (sc0[k] / n0[k] if seen and n0[k] > 0 else 0.0)
-            strength = pull if seen else p.prior         # an expert never called is known nowhere
-            n = 0.0
-            if seen and g is not None:
-                n = self.n[g, k]
-                mean = (strength * mean + self.sq[g, k]) / (strength + n)
-                if p.price_prior + n > 0:
-                    cost = (p.price_prior * cost + self.sc[g, k]) / (p.price_prior + n)
-            q[i], c[i] = mean, cost
-            sd[i] = p.v * np.sqrt(max(mean * (1.0 - mean), p.floor) / (strength + n))
-        return q, sd, c
+        seen = np.array(ks) >= 0
+        # index -1 (a group or an expert with no rewards yet) reads the zero row or column added here
+        table = np.zeros((3, len(self.n) + 1, len(self.experts) + 1))
+        table[:, :-1, :-1] = self.n, self.sq, self.sc
+        n0, sq0, sc0 = table[:, 0, ks]
+        n, sq, sc = table[:, rows][:, :, ks]
+        mean = (p.prior * overall + sq0) / (p.prior + n0)
+        listed = prices > 0
+        billed = np.where(listed[None] & (n > 0), sc, 0.0).sum(axis=1)
+        booked = (n * prices[None]).sum(axis=1)
+        level = np.where((booked > 0) & (billed > 0), billed / np.where(booked > 0, booked, 1.0), 1.0)
+        cost = np.where(listed[None], prices[None] * level[:, None], np.where(n0 > 0, sc0 / np.where(n0 > 0, n0, 1.0), 0.0)[None])
+        strength = np.where(seen, self._group_prior(), p.prior)      # an expert never called is known nowhere
+        q = (strength * mean + sq) / (strength + n)
+        if p.price_prior > 0:
+            cost = (p.price_prior * cost + sc) / (p.price_prior + n)
+        else:
+            cost = np.where(n > 0, sc / np.where(n > 0, n, 1.0), cost)
+        sd = p.v * np.sqrt(np.maximum(q * (1.0 - q), p.floor) / (strength + n))
+        return q.mean(axis=0), sd.mean(axis=0), cost.mean(axis=0)
 
     def _group_prior(self) -> float:
-        """Pseudo-rewards pulling a group's estimate toward the expert's overall one: the noise
-        within groups over the variance of the groups' true means (one-way random effects,
-        moment estimates, pooled over experts), in [prior, prior_max]; `prior` until two
-        groups hold rewards of one expert. Measured (cost weight 0, 60 seeds, paired): +0.005
-        on llmrouter_9models against a fixed `prior` of 2; messplus_energy gains too."""
+        """Pseudo-rewards pulling a group's estimate toward the expert's overall one (computed
+        once per reward learned): the noise within groups over the variance of the groups'
+        true means (one-way random effects, moment estimates, pooled over experts and
+        partitions), in [prior, prior_max]; `prior` until two groups hold rewards of one
+        expert. Measured (cost weight 0, 60 seeds, paired): +0.005 on llmrouter_9models
+        against a fixed `prior` of 2; messplus_energy gains too."""
         p = self.params
+        if self._pull is not None:
+            return self._pull
         n, s1, s2 = self.n[1:], self.sq[1:], self.ssq[1:]
         groups, count = (n > 0).sum(axis=0), n.sum(axis=0)
         ok = (groups >= 2) & (count > groups)
-        if not p.learn_prior or not ok.any():
-            return p.prior
-        n, s1, s2, groups, count = n[:, ok], s1[:, ok], s2[:, ok], groups[ok], count[ok]
-        means = s1 / np.where(n > 0, n, 1.0)
-        within = (s2 - s1 * means).sum(axis=0)                      # squares about each group's mean
-        between = (n * (means - s1.sum(axis=0) / count) ** 2).sum(axis=0)
-        expected = (groups - 1) * within / (count - groups)         # what noise alone puts between groups
-        spread = (between - expected).sum() / (count - (n ** 2).sum(axis=0) / count).sum()
-        noise = max(within.sum() / (count - groups).sum(), p.floor)
-        return p.prior_max if spread <= noise / p.prior_max else float(np.clip(noise / spread, p.prior, p.prior_max))
-
-    def _price_level(self, g: int | None, ks: list[int], prices: np.ndarray) -> float:
-        """How dear this group's queries run against the catalog prices (long answers cost
-        more): its priced experts' costs over their prices. Applied to an expert not yet
-        called in the group, so a price is never compared with a cost on another scale."""
-        if g is None:
-            return 1.0
-        priced = [(k, prices[i]) for i, k in enumerate(ks) if k >= 0 and prices[i] > 0 and self.n[g, k] > 0]
-        billed = sum(self.sc[g, k] for k, _ in priced)
-        listed = sum(self.n[g, k] * price for k, price in priced)
-        return billed / listed if listed > 0 and billed > 0 else 1.0
+        pull = p.prior
+        if p.learn_prior and ok.any():
+            n, s1, s2, groups, count = n[:, ok], s1[:, ok], s2[:, ok], groups[ok], count[ok]
+            means = s1 / np.where(n > 0, n, 1.0)
+            within = (s2 - s1 * means).sum(axis=0)                      # squares about each group's mean
+            between = (n * (means - s1.sum(axis=0) / count) ** 2).sum(axis=0)
+            expected = (groups - 1) * within / (count - groups)         # what noise alone puts between groups
+            spread = (between - expected).sum() / (count - (n ** 2).sum(axis=0) / count).sum()
+            noise = max(within.sum() / (count - groups).sum(), p.floor)
+            pull = p.prior_max if spread <= noise / p.prior_max else float(np.clip(noise / spread, p.prior, p.prior_max))
+        self._pull = pull
+        return pull
 
     def _select(self, context, eligible, cost_weight, prices) -> Choice:
         q, sd, c = self._estimates(context, eligible, prices)
@@ -237,21 +237,25 @@ class GroupedTS(Policy):
     def _update(self, expert, context, quality, cost) -> None:
         if cost < 0:
             raise ValueError(f"cost must be >= 0, got {cost}")
+        self._pull = None
         k = self._column(expert)
         self._add(0, k, quality, cost)
-        key = self._group(context)
-        if key is None:                                # no centroids yet: remember it for the first fit
+        keys = self._groups_of(context)
+        if keys is None:                               # no centroids yet: remember it for the first fit
             if not self.pending or not np.array_equal(self.pending[-1][0], context):
                 self._distinct += 1
             self.pending.append((context, k, quality, cost))
             if self._distinct >= self.params.init:
                 self._fit_centroids()
             return
-        if key[0] == "c" and not self._fixed:          # sequential k-means: the centroid follows its traffic
-            j = int(key[1:])
-            self.weight[j] = min(self.weight[j] + 1, self.params.memory)
-            self.centroids[j] += (self._features(context) - self.centroids[j]) / self.weight[j]
-        self._add(self._row(key), k, quality, cost)
+        if keys[0][0] == "c" and not self._fixed:      # sequential k-means: each centroid follows its traffic
+            f = self._features(context)
+            for j, key in enumerate(keys):
+                i = int(key.split(".")[1])
+                self.weight[j, i] = min(self.weight[j, i] + 1, self.params.memory)
+                self.centroids[j, i] += (f - self.centroids[j, i]) / self.weight[j, i]
+        for key in keys:
+            self._add(self._row(key), k, quality, cost)
 
     # -- snapshots: one part -----------------------------------------------------
     def part_of(self, expert: str) -> str:
@@ -270,8 +274,8 @@ class GroupedTS(Policy):
         if MODEL not in parts:
             return
         s = _unpack(parts[MODEL])
-        if s["centroids"].shape[1] != self.dim:
-            raise ValueError(f"snapshot is for contexts of {s['centroids'].shape[1]} features, policy expects {self.dim}")
+        if s["centroids"].shape[-1] != self.dim:
+            raise ValueError(f"snapshot is for contexts of {s['centroids'].shape[-1]} features, policy expects {self.dim}")
         self.experts = [str(e) for e in s["experts"]]
         self.groups = {str(g): i for i, g in enumerate(s["groups"])}
         self.n, self.sq, self.sc, self.centroids, self.weight = (s[k] for k in ("n", "sq", "sc", "centroids", "weight"))
@@ -280,6 +284,23 @@ class GroupedTS(Policy):
         self._distinct = sum(i == 0 or not np.array_equal(self.pending[i - 1][0], x)
                              for i, (x, *_) in enumerate(self.pending))
         self.counts = {e: int(v) for e, v in zip(self.experts, s["counts"])}
+        self._pull = None
+
+
+def _kmeans(xs: np.ndarray, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """k-means++ seeding and 10 Lloyd steps: the centroids and how many of `xs` each holds."""
+    chosen = [int(rng.integers(len(xs)))]
+    d = ((xs - xs[chosen[0]]) ** 2).sum(axis=1)
+    for _ in range(k - 1):
+        chosen.append(int(rng.choice(len(xs), p=d / d.sum())) if d.sum() > 0 else int(rng.integers(len(xs))))
+        d = np.minimum(d, ((xs - xs[chosen[-1]]) ** 2).sum(axis=1))
+    centroids = xs[chosen].copy()
+    for _ in range(10):
+        label = _nearest(xs, centroids)
+        for j in range(k):
+            if (label == j).any():
+                centroids[j] = xs[label == j].mean(axis=0)
+    return centroids, np.bincount(label, minlength=k).astype(float)
 
 
 def _nearest(xs: np.ndarray, centroids: np.ndarray) -> np.ndarray:

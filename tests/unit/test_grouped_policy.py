@@ -30,7 +30,7 @@ def test_grouped_learns_each_hinted_kind_apart():
         x = _hinted(8, kind, rng)
         choice = p.select(x, EXPERTS)
         p.update(choice.expert, x, float(rng.random() < (0.9 if choice.expert == best[kind] else 0.2)))
-    assert len([g for g in p.groups if g.startswith("h")]) == 2 and not len(p.centroids)
+    assert len([g for g in p.groups if g.startswith("h")]) == 2 and not p.centroids.size
     for kind, expert in best.items():
         assert p.select(_hinted(8, kind, rng), EXPERTS).probabilities[expert] > 0.9, kind
     fresh = p.select(_hinted(8, "news", rng), EXPERTS)
@@ -68,9 +68,10 @@ def test_grouped_clusters_queries_without_hints_once_it_has_seen_enough():
     for t in range(39):
         kind, expert = "ab"[t % 2], "ab"[(t // 2) % 2]
         p.update(expert, centres[kind] + rng.standard_normal(DIM) * 0.1, float(kind == expert))
-    assert not len(p.centroids) and len(p.pending) == 39 and p.select(np.zeros(DIM), EXPERTS).expert in EXPERTS
+    assert not p.centroids.size and len(p.pending) == 39 and p.select(np.zeros(DIM), EXPERTS).expert in EXPERTS
     p.update("c", centres["a"], 0.0)
-    assert len(p.centroids) == 2 and not p.pending and int(p.n[1:].sum()) == 40
+    partitions = p.params.partitions
+    assert p.centroids.shape == (partitions, 2, DIM) and not p.pending and int(p.n[1:].sum()) == 40 * partitions
     for kind in "ab":
         assert p.select(centres[kind], EXPERTS).probabilities[kind] > 0.9, kind
 
@@ -88,8 +89,8 @@ def test_grouped_warm_start_fits_its_centroids_on_every_labelled_query_and_keeps
     quality = np.array([[float(k == e) for e in EXPERTS] for k in kinds])
     p.pretrain(x, quality, np.zeros_like(quality), EXPERTS)
     fitted = p.centroids.copy()
-    assert sorted(np.sign(fitted[:, 0])) == [-1.0, 1.0]            # one centroid per kind
-    assert int(p.n[1:].sum()) == 40 * len(EXPERTS) and not p.pending
+    assert all(sorted(np.sign(c[:, 0])) == [-1.0, 1.0] for c in fitted)    # in every partition, one centroid per kind
+    assert int(p.n[1:].sum()) == 40 * len(EXPERTS) * p.params.partitions and not p.pending
     for kind in "ab":
         assert p.select(centres[kind], EXPERTS).probabilities[kind] > 0.9, kind
     p.update("a", centres["a"], 1.0)                                # learning live moves them again
@@ -99,9 +100,34 @@ def test_grouped_warm_start_fits_its_centroids_on_every_labelled_query_and_keeps
     for i in range(7):                                              # 7 queries, each to every expert
         for e in EXPERTS:
             cold.update(e, x[i], quality[i, EXPERTS.index(e)])
-    assert not len(cold.centroids) and len(cold.pending) == 21
+    assert not cold.centroids.size and len(cold.pending) == 21
     cold.update("a", x[20], 0.0)                                    # the 8th query: fitted now
-    assert len(cold.centroids) == 2 and not cold.pending
+    assert cold.centroids.shape[:2] == (cold.params.partitions, 2) and not cold.pending
+
+
+def test_grouped_averages_partitions_that_cut_the_queries_apart_differently():
+    """Each partition is its own k-means (its own seeding), each learns every reward, and a
+    query's estimate is the mean of its cells: one partition that lumps two kinds together
+    is outvoted by those that keep them apart. With one partition, one table."""
+    rng = np.random.default_rng(4)
+    p = make_policy("grouped_ts", DIM, {"clusters": 3, "init": 30, "partitions": 4}, seed=0)
+    xs = rng.standard_normal((60, DIM))
+    for i, x in enumerate(xs):
+        p.update(EXPERTS[i % 3], x, float(x[0] > 0))
+    assert p.centroids.shape == (4, 3, DIM) and len({c.tobytes() for c in p.centroids}) > 1   # seeded apart
+    assert len(p.groups) == 1 + 4 * 3 and int(p.n[1:].sum()) == 60 * 4                     # every reward in every partition
+    x = xs[0]
+    cells = [p.groups[k] for k in p._groups_of(x)]
+    k = p.experts.index("a")
+    pull = p._group_prior()
+    q, _, _ = p._estimates(x, EXPERTS, np.zeros(3))
+    record = (p.params.prior * p.sq[0].sum() / p.n[0].sum() + p.sq[0, k]) / (p.params.prior + p.n[0, k])
+    cell_means = [(pull * record + p.sq[g, k]) / (pull + p.n[g, k]) for g in cells]
+    assert q[0] == pytest.approx(np.mean(cell_means))
+    one = make_policy("grouped_ts", DIM, {"clusters": 3, "init": 30, "partitions": 1}, seed=0)
+    for i, x in enumerate(xs):
+        one.update(EXPERTS[i % 3], x, float(x[0] > 0))
+    assert one.centroids.shape == (1, 3, DIM) and len(one.groups) == 4
 
 
 def test_grouped_prices_an_expert_it_has_not_called_at_the_groups_level():
@@ -121,6 +147,7 @@ def test_grouped_prices_an_expert_it_has_not_called_at_the_groups_level():
     ({"clusters": 8, "init": 4}, "init >= clusters"),
     ({"epsilon": 2.0}, "epsilon must be in"),
     ({"prior": 4.0, "prior_max": 3.0}, "prior_max must be >= prior"),
+    ({"partitions": 0}, "partitions must be >= 1"),
 ])
 def test_grouped_rejects_bad_hyperparameters(params, message):
     with pytest.raises(ValueError, match=message):

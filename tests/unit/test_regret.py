@@ -151,3 +151,29 @@ def test_grouped_learned_pull_beats_a_fixed_one_when_kinds_share_their_ranking(s
     new = ranked_kinds_regret({}, seed)
     old = ranked_kinds_regret({"learn_prior": False}, seed)
     assert new < 0.4 * old, (new, old)
+
+
+def smooth_regret(params: dict, seed: int, d: int = 6, k: int = 4, t: int = 3000) -> float:
+    """Traffic without hints whose best expert changes smoothly across the query space
+    (each expert's chance of a good answer logistic in the context): no clustering's
+    boundaries fall where the best expert changes. Reward = quality."""
+    env = np.random.default_rng(300 + seed)
+    skill, offset = env.standard_normal((k, d)) * 1.5, np.linspace(0.0, -0.6, k)
+    experts = [f"e{i}" for i in range(k)]
+    policy = make_policy("grouped_ts", d, params, seed=seed)
+    regret = 0.0
+    for _ in range(t):
+        x = env.standard_normal(d)
+        chance = 1.0 / (1.0 + np.exp(-(skill @ x + offset)))
+        i = experts.index(policy.select(x, experts).expert)
+        policy.update(experts[i], x, float(env.random() < chance[i]))
+        regret += chance.max() - chance[i]
+    return regret
+
+
+def test_grouped_partitions_beat_one_clustering_where_the_best_expert_changes_smoothly():
+    """grouped_ts's default (8 clusterings averaged) against the default before it (one):
+    measured 268-398 against 350-588 over six seeds, lower in each."""
+    new = [smooth_regret({}, s) for s in range(3)]
+    old = [smooth_regret({"partitions": 1}, s) for s in range(3)]
+    assert all(a < 0.9 * b for a, b in zip(new, old)), (new, old)
