@@ -106,7 +106,8 @@ class Jobs:
 
     def warm_start(self, policies: list[str], grid: list[float], x: np.ndarray, quality: np.ndarray,
                    cost: np.ndarray, rows: np.ndarray, log=print) -> None:
-        """Train each distinct (policy, hyperparameters) once on the labelled `rows`."""
+        """Train each distinct (policy, hyperparameters) once on the labelled `rows`, seeded
+        (a clustering policy's k-means draws), so the same command gives the same report."""
         experts = self.streams[0].experts
         for name in policies:
             for w in grid:
@@ -114,7 +115,7 @@ class Jobs:
                 key = self.warm_key(name, params)
                 if key not in self.warm:
                     t0 = time.monotonic()
-                    policy = pretrain(make_policy(name, x.shape[1], params), x, quality, cost, experts, rows)
+                    policy = pretrain(make_policy(name, x.shape[1], params, seed=0), x, quality, cost, experts, rows)
                     self.warm[key] = policy.snapshot()
                     log(f"  warm start: {name} trained on {len(rows)} labelled rows ({time.monotonic() - t0:.1f}s)")
 
