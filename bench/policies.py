@@ -1,4 +1,4 @@
-"""Policy throughput and memory: our LinUCB beside MABWiser's LinUCB and Vowpal Wabbit.
+"""Policy throughput and memory: our policies beside MABWiser's LinUCB and Vowpal Wabbit.
 
 `./run.sh bench` (or `python -m bench.policies`). One synthetic linear stream per case
 (d features, K experts); every library sees the same contexts and rewards. Each step is
@@ -18,13 +18,18 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402  (after the thread settings)
 
+from bandit.context import hint_block  # noqa: E402
 from bandit.policies import make_policy  # noqa: E402
 
 
 def stream(d: int, k: int, n: int, seed: int = 0):
+    """Contexts without request hints (their slots zero, as a request without hints has
+    them: grouped_ts would otherwise file every query in a group of its own)."""
     rng = np.random.default_rng(seed)
     theta = rng.standard_normal((k, d)) / np.sqrt(d)
     xs = rng.standard_normal((n, d))
+    if (hints := hint_block(d)) is not None:
+        xs[:, hints] = 0.0
     return xs, xs @ theta.T + 0.1 * rng.standard_normal((n, k))
 
 
@@ -43,14 +48,14 @@ def run_ours(name: str, params: dict, d: int, k: int, n: int, warm: int) -> tupl
     return rate, held / k
 
 
-def select_latency_us(d: int, k: int, n: int = 500) -> float:
-    xs, rewards = stream(d, k, n + 10 * k)
+def select_latency_us(d: int, k: int, n: int = 500, name: str = "linucb", warm: int = 0) -> float:
+    xs, rewards = stream(d, k, n + max(warm, 10 * k))
     experts = [f"e{i}" for i in range(k)]
-    p = make_policy("linucb", d, {}, seed=0)
-    for t in range(10 * k):
+    p = make_policy(name, d, {}, seed=0)
+    for t in range(max(warm, 10 * k)):
         p.update(experts[t % k], xs[t], float(rewards[t, t % k]))
     samples = []
-    for x in xs[10 * k:]:
+    for x in xs[max(warm, 10 * k):]:
         t0 = time.perf_counter()
         p.select(x, experts)
         samples.append(time.perf_counter() - t0)
@@ -85,11 +90,14 @@ def main(argv=None) -> None:
             rows = [("MABWiser LinUCB", base, base_mem),
                     ("ours LinUCB", *run_ours("linucb", {}, d, k, args.steps, warm)),
                     ("ours LinTS", *run_ours("lints", {}, d, k, args.steps, warm)),
+                    ("ours grouped_ts", *run_ours("grouped_ts", {}, d, k, args.steps, 256)),
                     ("VW cb_explore_adf squarecb", *run_ours("vw", {}, d, k, args.steps, warm))]
             for lib, rate, mem in rows:
                 print(f"{f'd={d} K={k}':<12}{lib:<26}{rate:>10.0f}{rate / base:>12.1f}{mem / 1024:>12.1f}")
     print(f"\nour LinUCB selection, K=10, d=384, one core: median {select_latency_us(384, 10):.0f} us "
           f"(target < 200 us); d=64: {select_latency_us(64, 10):.0f} us")
+    print(f"grouped_ts (the services' default) selection, K=10, d=384, its centroids fitted: median "
+          f"{select_latency_us(384, 10, name='grouped_ts', warm=256):.0f} us")
     print("KiB/expert: ours = float64 learning state + float32 serving copy in memory; MABWiser = its "
           "pickled arm model (A, A_inv, ...);\nVW = its saved model (one hashed table for all experts) / K.")
 

@@ -99,7 +99,7 @@ class PolicySettings(InfraSettings):
     beside it on every decision, serve nothing, and learn from the same rewards."""
 
     model_config = _env()
-    policy: str = "linucb"
+    policy: str = "grouped_ts"          # the replay's best on both shared sets, with the replay's defaults
     policy_params: dict = Field(default_factory=dict)
     # {"lints": {}, "lints_wide": {"policy": "lints", "params": {"alpha": 2.0}}}; a name
     # without "policy" is the registered policy of that name.

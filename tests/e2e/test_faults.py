@@ -81,7 +81,7 @@ async def test_services_survive_broker_redis_feedback_and_worker_restarts(own_st
     catalog = write_catalog(tmp_path / "experts.toml", {"mathbot": {**replay, "premium": True},
                                                         "triviabot": replay})
     env = stack.env(BR_EXPERTS_FILE=catalog, BR_PORT=0, BR_SEED=3, BR_LEARNER_FLUSH_S=0.2,
-                    BR_POLICY_PARAMS=json.dumps({"project_to": 32}))
+                    BR_POLICY="linucb", BR_POLICY_PARAMS=json.dumps({"project_to": 32}))
     feedback = ServiceProcess("feedback.main", env, tmp_path / "feedback.log")
     worker = ServiceProcess("workers.main", env, tmp_path / "worker.log")
     procs = [feedback.spawn(), worker.spawn(), ServiceProcess("router_svc.main", env, tmp_path / "router.log").spawn()]

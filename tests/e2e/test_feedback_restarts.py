@@ -78,7 +78,7 @@ def services(stack, prefix, tmp_path):
     dataset = RoutingDataset.load(BUNDLED)
     catalog = replay_catalog(tmp_path / "experts.toml", BUNDLED, dataset)
     env = stack.env(BR_EXPERTS_FILE=catalog, BR_TOPIC_PREFIX=prefix, BR_APP_ID=f"{prefix}feedback", BR_PORT=0,
-                    BR_SEED=5, BR_POLICY_PARAMS=json.dumps({"alpha": 0.2, "epsilon": 0.1, "project_to": 64}),
+                    BR_SEED=5, BR_POLICY="linucb", BR_POLICY_PARAMS=json.dumps({"alpha": 0.2, "epsilon": 0.1, "project_to": 64}),
                     BR_DEFAULT_COST_WEIGHT=200.0)
     procs = {"feedback": ServiceProcess("feedback.main", env, tmp_path / "feedback.log"),
              "worker": ServiceProcess("workers.main", env, tmp_path / "worker.log"),

@@ -31,7 +31,8 @@ async def test_a_redis_restart_under_16_clients_fails_no_route(own_stack, two_ki
     stack = own_stack
     replay = {"backend": "replay", "options": {"data": str(two_kind_data)}}
     catalog = write_catalog(tmp_path / "experts.toml", {"mathbot": {**replay, "premium": True}, "triviabot": replay})
-    env = stack.env(BR_EXPERTS_FILE=catalog, BR_PORT=0, BR_SEED=3, BR_POLICY_PARAMS=json.dumps({"project_to": 32}))
+    env = stack.env(BR_EXPERTS_FILE=catalog, BR_PORT=0, BR_SEED=3, BR_POLICY="linucb",
+                    BR_POLICY_PARAMS=json.dumps({"project_to": 32}))
     procs = {"feedback": ServiceProcess("feedback.main", env, tmp_path / "feedback.log"),
              "worker": ServiceProcess("workers.main", env, tmp_path / "worker.log"),
              "router": ServiceProcess("router_svc.main", env, tmp_path / "router.log")}

@@ -33,7 +33,7 @@ def services(stack, prefix, two_kind_data, tmp_path):
                                                         "triviabot": replay})
     env = stack.env(BR_EXPERTS_FILE=catalog, BR_TOPIC_PREFIX=prefix, BR_APP_ID=f"{prefix}feedback",
                     BR_PORT=0, BR_UNKNOWN_GRACE_S=2, BR_METRICS_PORT=0, BR_SWEEP_INTERVAL_S=1, BR_LEARNER_FLUSH_S=0.2,
-                    BR_POLICY_PARAMS=json.dumps({"alpha": 0.3, "epsilon": 0.05, "project_to": 64}))
+                    BR_POLICY="linucb", BR_POLICY_PARAMS=json.dumps({"alpha": 0.3, "epsilon": 0.05, "project_to": 64}))
     procs = {"feedback": ServiceProcess("feedback.main", env, tmp_path / "feedback.log"),
              "worker": ServiceProcess("workers.main", env, tmp_path / "worker.log"),
              "router_a": ServiceProcess("router_svc.main", {**env, "BR_SEED": "1"}, tmp_path / "router_a.log"),

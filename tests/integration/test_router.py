@@ -70,7 +70,7 @@ async def test_route_answers_and_logs_a_complete_decision(routed, stack, prompts
     assert dict(ev.prices) == pytest.approx({"mathbot": 0.01, "triviabot": 0.001})   # the catalog's
     hinted = [i - 384 - 6 for i, v in enumerate(ev.context) if i >= 384 + 6 and v == 1.0]
     assert sorted(hinted) == sorted(hint_slots("task", "gsm8k") | hint_slots("app", "tutor"))
-    assert ev.policy_name == "linucb" and ev.embedding_model.endswith("/384") and ev.feature_version
+    assert ev.policy_name == "grouped_ts" and ev.embedding_model.endswith("/384") and ev.feature_version
     assert set(ev.scores) == {"mathbot", "triviabot"}
 
 
@@ -243,7 +243,7 @@ async def test_decide_list_health_reflection(routed):
     assert sum(d.probabilities.values()) == pytest.approx(1.0) and d.expert in d.probabilities
     experts = await stub.ListExperts(router_pb2.ListExpertsRequest())
     assert [e.name for e in experts.experts] == ["mathbot", "triviabot", "flaky", "silent"]
-    assert experts.experts[0].premium and experts.policy_name == "linucb"
+    assert experts.experts[0].premium and experts.policy_name == "grouped_ts"
     health = await health_pb2_grpc.HealthStub(channel).Check(
         health_pb2.HealthCheckRequest(service="bandit_router.v1.Router"))
     assert health.status == health_pb2.HealthCheckResponse.SERVING

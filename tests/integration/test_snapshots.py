@@ -157,6 +157,7 @@ async def test_rollback_command_serves_an_earlier_version_and_the_learner_builds
     monkeypatch.setenv("BR_REDIS_URL", stack.redis_url)
     monkeypatch.setenv("BR_KAFKA_BOOTSTRAP", stack.kafka_bootstrap)
     monkeypatch.setenv("BR_TOPIC_PREFIX", prefix)
+    monkeypatch.setenv("BR_POLICY", "linucb")
     await asyncio.to_thread(rollback.main, [])
     assert "now serving version 2 (was 3)" in capsys.readouterr().out
     assert await store.current_version() == 2

@@ -42,7 +42,7 @@ async def test_warm_snapshot_is_what_a_new_router_serves(stack, prefix, embedder
     catalog = ExpertCatalog.from_file(write_catalog(tmp_path / "experts.toml", {
         "mathbot": {**replay, "premium": True}, "triviabot": replay}))
     router = await RouterApp(RouterSettings(kafka_bootstrap=stack.kafka_bootstrap, redis_url=stack.redis_url,
-                                            topic_prefix=prefix, port=0, policy_params=PARAMS, seed=5),
+                                            topic_prefix=prefix, port=0, policy="linucb", policy_params=PARAMS, seed=5),
                              catalog, embedder=embedder).start()
     try:
         assert router.live.version == 1
