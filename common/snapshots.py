@@ -3,7 +3,10 @@
 A snapshot is a set of named parts (for disjoint-arm policies, one per expert) so that
 several learner shards can each publish the arms they own without overwriting the
 others. Every publish creates a new global version whose manifest maps each part to the
-version that last wrote it; the last `keep` manifests are retained for rollback.
+version that last wrote it; the last `keep` manifests are retained for rollback. A
+learner publishes a part only if it is still the version it read (compare-and-set): a part
+that several learners write (a policy with one shared model) is never overwritten with a
+copy that missed another's rewards.
 
 Keys under `<prefix>policy:<name>:`
   counter               last version number handed out
@@ -24,15 +27,22 @@ import redis.asyncio as aioredis
 _PUBLISH = """
 local p = ARGV[1]
 local keep = tonumber(ARGV[2])
-local nparts = tonumber(ARGV[3])
 local cur = redis.call('GET', p .. 'current')
+local nexpect = tonumber(ARGV[3])
+local i = 4
+for _ = 1, nexpect do
+  local have = 0
+  if cur then have = tonumber(redis.call('HGET', p .. 'manifest:' .. cur, ARGV[i]) or '0') end
+  if have ~= tonumber(ARGV[i + 1]) then return -1 end
+  i = i + 2
+end
+local nparts = tonumber(ARGV[i]); i = i + 1
 local v = redis.call('INCR', p .. 'counter')
 local m = p .. 'manifest:' .. v
 if cur then
   local old = redis.call('HGETALL', p .. 'manifest:' .. cur)
   if #old > 0 then redis.call('HSET', m, unpack(old)) end
 end
-local i = 4
 for _ = 1, nparts do
   redis.call('SET', p .. 'part:' .. ARGV[i] .. ':' .. v, ARGV[i + 1])
   redis.call('HSET', m, ARGV[i], v)
@@ -87,6 +97,11 @@ return 1
 """
 
 
+class SnapshotConflict(Exception):
+    """A part changed in Redis since the publisher read it (another learner wrote it, or a
+    rollback moved it): nothing was written; read it again and redo the work."""
+
+
 @dataclass
 class Snapshot:
     version: int
@@ -114,10 +129,17 @@ class SnapshotStore:
         return int(v) if v else 0
 
     async def publish(self, parts: dict[str, bytes], seen_ids: list[str] = (), seen_ttl_s: int = 86_400,
-                      offsets: dict[str, int] | None = None) -> int:
+                      offsets: dict[str, int] | None = None, expect: dict[str, int] | None = None) -> int:
         """Write changed parts, the reward ids they applied and the input offsets they reach,
-        atomically; return the new version."""
-        args: list = [self.key, self.keep, len(parts)]
+        atomically; return the new version. `expect` (part -> the version of it the new bytes
+        were computed from, 0: none in Redis) makes it a compare-and-set: when the current
+        snapshot holds another version of any of them, nothing is written and
+        SnapshotConflict is raised (two learners sharing a part must not overwrite each other)."""
+        expect = expect or {}
+        args: list = [self.key, self.keep, len(expect)]
+        for name, version in expect.items():
+            args += [name, int(version)]
+        args.append(len(parts))
         for name, blob in parts.items():
             args += [name, blob]
         args += [len(seen_ids), seen_ttl_s, *seen_ids]
@@ -125,7 +147,10 @@ class SnapshotStore:
         args.append(len(offsets))
         for where, offset in offsets.items():
             args += [where, int(offset)]
-        return int(await self._publish(args=args))
+        version = int(await self._publish(args=args))
+        if version < 0:
+            raise SnapshotConflict(f"parts {sorted(expect)} changed in Redis since version(s) {expect}")
+        return version
 
     async def record_offsets(self, offsets: dict[str, int]) -> None:
         """Input offsets reached by a batch that changed no part (duplicates, dead letters)."""

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from common.snapshots import SnapshotStore
+from common.snapshots import SnapshotConflict, SnapshotStore
 from proto import events_pb2
 from bandit.policies import Policy
 from bandit.policies.base import META
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 
 class Learner:
+    CONFLICT_RETRIES = 50        # another learner publishing the same part between our read and write
+
     def __init__(self, make_policy: Callable[[], Policy], store: SnapshotStore, seen_ttl_s: int):
         self.make_policy = make_policy
         self.store = store
@@ -58,23 +60,39 @@ class Learner:
 
     async def apply(self, rewards: list[events_pb2.RewardEvent], offsets: dict[str, int] | None = None) -> int:
         """Apply a batch; `offsets` ("topic:partition" -> next offset) are stored with it.
-        Returns the published version (0 when nothing new)."""
+        Returns the published version (0 when nothing new). When another learner published
+        a part of ours between our read and our write (a shared model, a rebalance), nothing
+        was written: the batch is applied again to Redis' newer copy."""
+        for _ in range(self.CONFLICT_RETRIES):
+            try:
+                version, repeats = await self._apply_once(rewards, offsets)
+            except SnapshotConflict:
+                metrics.CONFLICTS.inc()
+                continue
+            self.skipped += repeats
+            metrics.REPEATS.inc(repeats)
+            return version
+        raise SnapshotConflict(f"{self.CONFLICT_RETRIES} publishes in a row lost to other writers")
+
+    async def _apply_once(self, rewards: list[events_pb2.RewardEvent],
+                          offsets: dict[str, int] | None) -> tuple[int, int]:
+        """(the published version or 0, how many rewards were repeats)."""
         unique: dict[str, events_pb2.RewardEvent] = {}
         for r in rewards:
             unique.setdefault(r.reward_id, r)
         fresh = [r for r, new in zip(unique.values(), await self.store.unseen(list(unique))) if new]
-        self.skipped += len(rewards) - len(fresh)
-        metrics.REPEATS.inc(len(rewards) - len(fresh))
+        repeats = len(rewards) - len(fresh)
         if not fresh:
             await self.store.record_offsets(offsets or {})
-            return 0
+            return 0, repeats
         experts = {r.expert for r in fresh}
         try:
             await self._sync({self.policy.part_of(e) for e in experts} | {META})
             for r in fresh:
                 self.policy.update(r.expert, np.asarray(r.context, dtype=np.float64), r.quality, r.cost)
             parts = self.policy.parts(sorted(experts))
-            version = await self.store.publish(parts, [r.reward_id for r in fresh], self.seen_ttl_s, offsets)
+            read = {k: self._have.get(k, 0) for k in parts if k != META}     # META: settings, the same from every learner
+            version = await self.store.publish(parts, [r.reward_id for r in fresh], self.seen_ttl_s, offsets, read)
         except BaseException:
             self.forget()                    # the updates are in memory but maybe not in Redis
             raise
@@ -83,4 +101,4 @@ class Learner:
         metrics.LEARNED.inc(len(fresh))
         metrics.SNAPSHOT_VERSION.set(version)
         log.info("learned %d rewards (%s); snapshot v%d", len(fresh), ",".join(sorted(experts)), version)
-        return version
+        return version, repeats

@@ -76,6 +76,19 @@ async def test_learner_skips_rewards_it_already_published(store):
     np.testing.assert_allclose(other.policy.arms["a"].b_q, [1.0, 0.5, 0.0, 1.5, 1.5])
 
 
+async def test_publish_over_a_part_that_changed_since_it_was_read_writes_nothing(store):
+    from common.snapshots import SnapshotConflict
+
+    await store.publish({"m": b"M1"}, expect={"m": 0})              # first write: nothing there to have read
+    with pytest.raises(SnapshotConflict, match="changed in Redis"):
+        await store.publish({"m": b"stale"}, ["r1"], expect={"m": 0})
+    with pytest.raises(SnapshotConflict):
+        await store.publish({"m": b"stale"}, ["r1"], offsets={"t:0": 9}, expect={"m": 7})
+    assert await store.current_version() == 1 and (await store.load()).parts == {"m": b"M1"}
+    assert await store.unseen(["r1"]) == [True] and await store.offsets() == {}
+    assert await store.publish({"m": b"M2"}, expect={"m": 1}) == 2
+
+
 @pytest.mark.parametrize("name", ["linucb", "lints", "vw", "neural_linear", "grouped_ts", "epsilon_greedy"])
 async def test_router_copy_from_redis_chooses_like_the_learner(store, name):
     params = {"neural_linear": {"train_every": 20}, "grouped_ts": {"clusters": 3, "init": 20}}.get(name, {})
@@ -175,3 +188,26 @@ async def test_rollback_command_serves_an_earlier_version_and_the_learner_builds
         ("rollback", "linucb", 3, 2), ("rollback", "linucb", 2, 1)]           # the refused --to 99 is not one
     with pytest.raises(SystemExit, match="no promotion is recorded: 'linucb' has served since the start"):
         await asyncio.to_thread(rollback.main, ["--promotion"])
+
+
+async def test_two_learners_sharing_one_part_lose_no_reward(store):
+    """A policy with one shared model (grouped_ts: one part) learned by two learners at once,
+    as two feedback replicas would: each publishes only over the version it read, so a
+    batch that raced the other's is applied again, never written over it."""
+    def shared():
+        return make_policy("grouped_ts", 6, {"clusters": 3, "init": 20}, seed=1)
+
+    learners = [Learner(shared, store, seen_ttl_s=60) for _ in range(2)]
+    rng = np.random.default_rng(3)
+
+    def batch(shard: int, start: int) -> list[events_pb2.RewardEvent]:
+        return [events_pb2.RewardEvent(reward_id=f"s{shard}-{i}", expert=f"e{shard}", quality=float(rng.uniform()),
+                                       context=rng.standard_normal(6).tolist(), cost=0.1)
+                for i in range(start, start + 5)]
+
+    for start in range(0, 100, 5):                     # both shards' batches in flight together, 20 rounds
+        await asyncio.gather(*(learner.apply(batch(k, start)) for k, learner in enumerate(learners)))
+    router = shared()
+    router.load_parts((await store.load()).parts)
+    assert router.counts == {"e0": 100, "e1": 100}
+    assert sum(learner.skipped for learner in learners) == 0
