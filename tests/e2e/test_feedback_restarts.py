@@ -32,6 +32,7 @@ from tests.helpers import eventually, read_to_end, running
 REQUESTS = 480
 CLIENTS = 16
 KILL_AT = (110, 290)          # rated decisions before each kill
+POLICY = "grouped_ts"         # the services' default: its one shared part is what the learner rebuilds
 OVERRUN = 3 * CLIENTS         # requests that may start past a kill point before the restart is done
 DOWN_S = 4.0
 
@@ -78,7 +79,7 @@ def services(stack, prefix, tmp_path):
     dataset = RoutingDataset.load(BUNDLED)
     catalog = replay_catalog(tmp_path / "experts.toml", BUNDLED, dataset)
     env = stack.env(BR_EXPERTS_FILE=catalog, BR_TOPIC_PREFIX=prefix, BR_APP_ID=f"{prefix}feedback", BR_PORT=0,
-                    BR_SEED=5, BR_POLICY="linucb", BR_POLICY_PARAMS=json.dumps({"alpha": 0.2, "epsilon": 0.1, "project_to": 64}),
+                    BR_SEED=5, BR_POLICY=POLICY,
                     BR_DEFAULT_COST_WEIGHT=200.0)
     procs = {"feedback": ServiceProcess("feedback.main", env, tmp_path / "feedback.log"),
              "worker": ServiceProcess("workers.main", env, tmp_path / "worker.log"),
@@ -92,7 +93,7 @@ async def test_every_rated_decision_is_learned_once_across_two_feedback_kills(se
     feedback = procs["feedback"]
     clients = RatedClients(int(procs["router"].field("port")), dataset.rows[:REQUESTS])
     redis = connect(stack.redis_url)
-    store = SnapshotStore(redis, f"br:{prefix}", "linucb")
+    store = SnapshotStore(redis, f"br:{prefix}", POLICY)
     recovery: list[float] = []
 
     async def kill_and_restart(at: int) -> None:
