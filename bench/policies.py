@@ -49,13 +49,14 @@ def run_ours(name: str, params: dict, d: int, k: int, n: int, warm: int) -> tupl
 
 
 def select_latency_us(d: int, k: int, n: int = 500, name: str = "linucb", warm: int = 0) -> float:
-    xs, rewards = stream(d, k, n + max(warm, 10 * k))
+    warm = max(warm, 10 * k)
+    xs, rewards = stream(d, k, n + warm)
     experts = [f"e{i}" for i in range(k)]
     p = make_policy(name, d, {}, seed=0)
-    for t in range(max(warm, 10 * k)):
+    for t in range(warm):
         p.update(experts[t % k], xs[t], float(rewards[t, t % k]))
     samples = []
-    for x in xs[max(warm, 10 * k):]:
+    for x in xs[warm:]:
         t0 = time.perf_counter()
         p.select(x, experts)
         samples.append(time.perf_counter() - t0)

@@ -24,7 +24,8 @@ def add_deployment_args(p: argparse.ArgumentParser, *, kafka: bool = False, redi
     if kafka or redis:
         p.add_argument("--topic-prefix", help="the deployment's topic and key prefix (default: BR_TOPIC_PREFIX)")
     if policy:
-        p.add_argument("--policy", help="registered policy name (default: BR_POLICY, else grouped_ts)")
+        p.add_argument("--policy", help="registered policy name (default: BR_POLICY, else "
+                       f"{PolicySettings.model_fields['policy'].default})")
         p.add_argument("--params", metavar="JSON",
                        help="the policy's hyperparameters as JSON (default: BR_POLICY_PARAMS)")
 
