@@ -91,3 +91,19 @@ def test_the_cpu_meter_tells_a_busy_process_from_an_idle_one():
     assert used["busy"] > 0.5 and used["idle"] < 0.05, used     # a spinning loop holds about one core
     assert "gone" not in used and used["total"] == round(used["busy"] + used["idle"], 3)
     assert cpu_seconds(2 ** 22 + 7) is None
+
+
+def test_the_floor_is_the_faster_of_its_two_measurements():
+    """The routers' backend alone, before the stack and after it: whatever else ran on the
+    machine only slowed it, so each figure is taken at its better; both stay in the report."""
+    from bench.floor import faster_floor
+
+    before = {"backend": "onnx-int8", "batch1_p50_ms": 3.7, "batch32_qps": 151.0, "batch32_cpu_ms": 9.0,
+              "throughput_over_torch": 3.1}
+    after = {"backend": "onnx-int8", "batch1_p50_ms": 3.9, "batch32_qps": 216.0, "batch32_cpu_ms": 8.5}
+    floor = faster_floor(before, after)
+    assert (floor["batch1_p50_ms"], floor["batch32_qps"], floor["batch32_cpu_ms"]) == (3.7, 216.0, 8.5)
+    assert floor["measured"][0]["batch32_qps"] == 151.0 and floor["measured"][1]["batch1_p50_ms"] == 3.9
+    assert floor["throughput_over_torch"] == 3.1              # the side-by-side ratio stays the first run's
+    missing = {"backend": "onnx-int8", "unavailable": "ImportError: onnxruntime"}
+    assert faster_floor(missing, missing) is missing
