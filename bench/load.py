@@ -24,8 +24,8 @@ The ratios the issue asks for are in the JSON: decide_p50_over_bare (Decide's se
 over the bare batch-1 p50), decide_throughput_over_batched and route_throughput_over_batched
 (closed-loop throughput over the bare batch-32 throughput; the bare figures are the `floor`:
 the routers' backend measured before the stack starts and again after it stops, each
-figure the faster of the two, since whatever else runs only slows the model), lost (no reply by the deadline
-plus 10 s), embedding_backends; and decide_cpu_over_bare_cpu: the router's CPU time per
+figure the faster of the two, since whatever else runs only slows the model), lost (no
+reply by the deadline plus 10 s), embedding_backends; and decide_cpu_over_bare_cpu: the router's CPU time per
 loaded Decide over the model's alone per text, on a CPU (the throughput ratios also count
 the cores that the rest of the stack and the load generator take beside the router; with
 the model on a GPU, CPU time per text says little).
