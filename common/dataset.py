@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +145,22 @@ class RoutingDataset:
 
     def split(self, name: str) -> list[Row]:
         return [r for r in self.rows if r.split == name]
+
+    def only(self, experts: list[str]) -> "RoutingDataset":
+        """The same queries with only `experts`' outcomes: the catalog a deployment would hold.
+        The premium stays if kept; if not, the dearest kept expert stands in (list price, else
+        mean cost; then mean quality), as the one an always-premium deployment of that
+        catalog would call."""
+        unknown = [e for e in experts if e not in self.experts]
+        if unknown:
+            raise DatasetError(f"unknown experts {unknown}; the set has {self.experts}")
+        keep = [e for e in self.experts if e in experts]          # the set's order, each once
+        q, c = self.outcome_arrays()
+        mean = {e: (self.prices.get(e, c[:, k].mean()), q[:, k].mean()) for k, e in enumerate(self.experts)}
+        premium = self.premium if self.premium in keep else max(keep, key=mean.__getitem__)
+        rows = [replace(r, outcomes={e: r.outcomes[e] for e in keep}) for r in self.rows]
+        return RoutingDataset(self.name, premium, self.cost_unit, keep, rows, dict(self.skipped),
+                              {e: v for e, v in self.prices.items() if e in keep}, self.root)
 
 
 def _list_prices(meta: dict, meta_file: Path) -> dict[str, float]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bandit.policies import POLICIES
-from common.dataset import RoutingDataset
+from common.dataset import DatasetError, RoutingDataset
 
 from . import metrics, supervised
 from .embeddings import HINT_FIELDS, contexts, parse_hints
@@ -220,6 +220,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cost-weight", type=float, default=0.1, help="lambda in premium-mean-cost units")
     p.add_argument("--delay", type=int, default=16, help="rewards arrive this many queries late")
     p.add_argument("--limit", type=int, help="use only the first N rows")
+    p.add_argument("--experts", default="", metavar="E1,E2,...",
+                   help="route between these experts only (a smaller catalog; without the premium, the dearest "
+                        "kept expert stands in for it)")
     p.add_argument("--drift", action="append", default=[], metavar="EXPERT:DELTA@FRACTION",
                    help="from FRACTION of the stream on, EXPERT's quality moves by DELTA (repeatable)")
     p.add_argument("--warm-start", action="store_true",
@@ -244,8 +247,15 @@ def main(argv=None) -> None:
     ds = RoutingDataset.load_or_exit(args.data, skip_bad=args.skip_bad, limit=args.limit)
     if ds.skipped:
         print(f"skipped bad rows: {ds.skipped}")
+    if args.experts:
+        try:
+            ds = ds.only([e for e in args.experts.split(",") if e])
+        except DatasetError as exc:
+            raise SystemExit(f"error: --experts: {exc}") from None
+        print(f"experts: {', '.join(ds.experts)}; premium: {ds.premium}")
     if len(ds.experts) < 2:
-        raise SystemExit(f"error: {args.data.name} has {len(ds.experts)} expert; a router chooses between two or more")
+        named = "--experts names" if args.experts else f"{args.data.name} has"
+        raise SystemExit(f"error: {named} {len(ds.experts)} expert; a router chooses between two or more")
     if supervised.train_mask([r.split for r in ds.rows]).sum() < 2:
         raise SystemExit(f"error: {args.data.name} has too few rows ({len(ds.rows)}) to train the kNN baseline on")
     policies = [p for p in args.policies.split(",") if p]

@@ -97,6 +97,33 @@ def test_replay_refuses_a_set_with_nothing_to_route_between(tmp_path):
         replay.main(["--data", str(lone), "--out", str(tmp_path / "o")])
 
 
+def test_a_smaller_catalog_is_replayed_with_its_own_premium(two_kind_data, tmp_path):
+    """--experts: the same queries routed between fewer experts; the dropped premium's place
+    goes to the dearest kept one, and every baseline and check sees only the kept experts."""
+    three = tmp_path / "three" / "twokind.jsonl"          # the same prompts: their embeddings are cached
+    three.parent.mkdir()
+    with two_kind_data.open() as src, three.open("w") as dst:
+        for line in src:
+            r = json.loads(line)
+            r["outcomes"]["dearbot"] = {"quality": 0.5, "cost": 0.01, "latency_s": 0.01}
+            dst.write(json.dumps(r) + "\n")
+    meta = json.loads(two_kind_data.with_name("twokind.meta.json").read_text())
+    meta["experts"]["dearbot"], meta["premium"] = {}, "dearbot"
+    (three.parent / "twokind.meta.json").write_text(json.dumps(meta))
+    out = tmp_path / "out"
+    replay.main(["--data", str(three), "--out", str(out), "--policies", "linucb", "--seeds", "1",
+                 "--experts", "triviabot,mathbot"])
+    report = json.loads((out / "report.json").read_text())
+    assert report["experts"] == ["mathbot", "triviabot"] and report["premium"] == "mathbot"
+    assert not any("dearbot" in name for name in report["policies"])
+    assert set(report["checks"]["single_experts"]) == {"mathbot", "triviabot"}
+    assert report["policies"]["linucb"]["quality"] > 0.9
+    with pytest.raises(SystemExit, match=r"^error: --experts: unknown experts \['gpt9'\]"):
+        replay.main(["--data", str(three), "--out", str(out), "--experts", "mathbot,gpt9"])
+    with pytest.raises(SystemExit, match="^error: --experts names 1 expert; a router chooses between two or more"):
+        replay.main(["--data", str(three), "--out", str(out), "--experts", "mathbot"])
+
+
 def test_drift_changes_outcomes_from_its_point_on(two_kind_data, tmp_path):
     """mathbot stops being right on math half way: every policy and baseline sees it."""
     replay.main(["--data", str(two_kind_data), "--out", str(tmp_path), "--policies", "linucb", "--seeds", "1",

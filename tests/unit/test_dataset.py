@@ -90,3 +90,22 @@ def test_missing_or_unreadable_files_are_one_line_errors(tmp_path, make, message
     with pytest.raises(SystemExit, match="^error: ") as gone:     # what the command-line tools print
         RoutingDataset.load_or_exit(make(tmp_path))
     assert "\n" not in str(gone.value)
+
+
+def test_a_smaller_catalog_keeps_its_experts_and_names_a_premium(tmp_path):
+    """`only`: the deployment's catalog; without the premium the dearest kept expert stands in."""
+    path = write(tmp_path, [row(i, outcomes={"x": {"quality": 1, "cost": 0.1}, "y": {"quality": 0, "cost": 3},
+                                             "z": {"quality": i % 2, "cost": 1}}) for i in range(4)],
+                 experts=("x", "y", "z"))
+    meta = tmp_path / "d.meta.json"
+    meta.write_text(json.dumps({"premium": "y", "experts": {"x": {"mean_cost": 0.1}, "y": {"mean_cost": 2},
+                                                            "z": {"mean_cost": 1}}}))
+    ds = RoutingDataset.load(path)
+    kept = ds.only(["z", "y"])
+    assert (kept.experts, kept.premium, kept.prices) == (["y", "z"], "y", {"y": 2.0, "z": 1.0})
+    assert all(set(r.outcomes) == {"y", "z"} for r in kept.rows) and len(kept.rows) == 4
+    cheap = ds.only(["x", "z"])
+    assert (cheap.experts, cheap.premium) == (["x", "z"], "z")
+    assert ds.experts == ["x", "y", "z"] and set(ds.rows[0].outcomes) == {"x", "y", "z"}   # the set itself unchanged
+    with pytest.raises(DatasetError, match=r"unknown experts \['w'\]; the set has \['x', 'y', 'z'\]"):
+        ds.only(["x", "w"])
