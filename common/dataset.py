@@ -155,9 +155,11 @@ class RoutingDataset:
         if unknown:
             raise DatasetError(f"unknown experts {unknown}; the set has {self.experts}")
         keep = [e for e in self.experts if e in experts]          # the set's order, each once
-        q, c = self.outcome_arrays()
-        mean = {e: (self.prices.get(e, c[:, k].mean()), q[:, k].mean()) for k, e in enumerate(self.experts)}
-        premium = self.premium if self.premium in keep else max(keep, key=mean.__getitem__)
+        premium = self.premium
+        if premium not in keep:
+            q, c = self.outcome_arrays()
+            mean = {e: (self.prices.get(e, c[:, k].mean()), q[:, k].mean()) for k, e in enumerate(self.experts)}
+            premium = max(keep, key=mean.__getitem__)
         rows = [replace(r, outcomes={e: r.outcomes[e] for e in keep}) for r in self.rows]
         return RoutingDataset(self.name, premium, self.cost_unit, keep, rows, dict(self.skipped),
                               {e: v for e, v in self.prices.items() if e in keep}, self.root)
